@@ -1,0 +1,43 @@
+"""User-facing errors.
+
+Every problem a user can cause (bad file, bad config, wrong checkpoint) is raised as a
+:class:`SlidemapError` subclass whose message is one line: ``<file>: <problem>``. The CLI
+prints that line on stderr and exits non-zero; a traceback is shown only with ``--debug``.
+Code deep in numpy/torch must never be the first to notice bad input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SlidemapError(Exception):
+    """Base class of every error meant for the user.
+
+    Args:
+        problem: what is wrong and, where possible, how to fix it (one sentence).
+        path: the file or folder at fault, if any; it is named first in the message.
+    """
+
+    exit_code = 2
+
+    def __init__(self, problem: str, path: str | Path | None = None) -> None:
+        self.problem = " ".join(str(problem).split())  # always one line
+        self.path = None if path is None else Path(path)
+        super().__init__(self.problem if self.path is None else f"{self.path}: {self.problem}")
+
+
+class InputError(SlidemapError):
+    """Input data (image, mask, raster, DEM, folder layout) is missing or malformed."""
+
+
+class ConfigError(SlidemapError):
+    """A configuration file or option is invalid (unknown key, wrong type, unknown name)."""
+
+
+class BandSetError(SlidemapError):
+    """A band set lacks a band that a feature or a model needs, or is malformed."""
+
+
+class CheckpointError(SlidemapError):
+    """A checkpoint is unreadable, unsafe, or does not match the data it is used with."""
