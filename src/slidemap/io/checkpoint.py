@@ -1,0 +1,166 @@
+"""Loading slidemap checkpoints safely: tensors and plain data only, never pickled code.
+
+A slidemap checkpoint is a Lightning ``.ckpt`` whose ``"slidemap"`` section (written by
+:meth:`slidemap.training.task.SegmentationTask.on_save_checkpoint`) holds everything a
+prediction needs, as plain data:
+
+=================  =======================================================================
+key                content
+=================  =======================================================================
+format_version     :data:`FORMAT_VERSION`
+model              ``{"name": str, "options": dict}`` for :func:`slidemap.models.build_model`
+in_channels        int, the model's input channels
+pipeline           :meth:`slidemap.features.InputPipeline.to_dict` (band set, features, ...)
+normalization      :meth:`slidemap.data.normalization.ChannelStats.to_dict`
+threshold          float, probability threshold of the landslide mask
+config             the resolved experiment config (:meth:`ExperimentConfig.to_dict`)
+band_set           the band set's name (its definition is inside ``pipeline``)
+=================  =======================================================================
+
+The file is read with ``torch.load(weights_only=True)``, so an untrusted file cannot run
+code; Lightning's own entries (optimiser, loops, callbacks) are kept to plain types by the
+task, so resuming with ``ckpt_path`` also works under ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from slidemap.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from slidemap.data.normalization import ChannelStats
+    from slidemap.features import InputPipeline
+
+FORMAT_VERSION = 1
+SECTION = "slidemap"
+REQUIRED_KEYS: tuple[str, ...] = (
+    "format_version", "model", "in_channels", "pipeline", "normalization", "threshold", "config",
+)
+#: prefix of the network's parameters in the LightningModule's state dict.
+MODEL_PREFIX = "model."
+
+
+@dataclass
+class LoadedModel:
+    """A network ready to predict, and what it needs around it.
+
+    Attributes:
+        model: the network in eval mode on CPU; ``forward((B, C, H, W)) -> logits (B, 1, H, W)``.
+        pipeline: computes the model's input channels from a band stack.
+        stats: normalisation applied after the pipeline.
+        threshold: probability threshold of the landslide mask (validation best F1).
+        meta: the checkpoint's whole ``"slidemap"`` section (plain data).
+        path: the file it came from.
+    """
+
+    model: nn.Module
+    pipeline: InputPipeline
+    stats: ChannelStats
+    threshold: float
+    meta: dict[str, Any]
+    path: Path
+
+    @property
+    def model_name(self) -> str:
+        return str(self.meta["model"]["name"])
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw checkpoint dict, loaded with ``weights_only=True`` on CPU.
+
+    Raises:
+        CheckpointError: missing file, not a torch file, corrupted, or content that is
+            not tensors and plain data.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError("checkpoint file does not exist", path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise CheckpointError(
+            f"not a safe slidemap checkpoint (it holds more than tensors and plain data: {first})",
+            path,
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"not a readable checkpoint (corrupted or truncated?): {first}", path) from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"not a checkpoint: holds a {type(checkpoint).__name__}, not a dict", path)
+    return checkpoint
+
+
+def checkpoint_meta(checkpoint: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """The checkpoint's ``"slidemap"`` section, checked for the required keys."""
+    meta = checkpoint.get(SECTION)
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f"no '{SECTION}' section: not written by 'slidemap train' (a plain Lightning or "
+            "PyTorch checkpoint cannot be used without its pipeline and statistics)", path
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in meta]
+    if missing:
+        raise CheckpointError(f"the '{SECTION}' section lacks {', '.join(missing)}", path)
+    if meta["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint format {meta['format_version']} is newer than this slidemap "
+            f"understands ({FORMAT_VERSION}); upgrade slidemap", path
+        )
+    if "state_dict" not in checkpoint:
+        raise CheckpointError("the checkpoint has no 'state_dict' (weights)", path)
+    return meta
+
+
+def model_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The network's parameters from a task's state dict (``model.`` prefix removed)."""
+    return {k.removeprefix(MODEL_PREFIX): v for k, v in state_dict.items() if k.startswith(MODEL_PREFIX)}
+
+
+def load_checkpoint(path: str | Path) -> LoadedModel:
+    """Rebuild the trained network, its input pipeline, statistics and threshold.
+
+    Args:
+        path: a ``.ckpt`` written by ``slidemap train`` (``best.ckpt`` or ``last.ckpt``).
+
+    Raises:
+        CheckpointError: unreadable, unsafe, not a slidemap checkpoint, or weights that do
+            not fit the recorded architecture (the message names the file).
+    """
+    from slidemap.data.normalization import ChannelStats
+    from slidemap.features import InputPipeline
+    from slidemap.models import build_model
+
+    path = Path(path)
+    checkpoint = read_checkpoint(path)
+    meta = checkpoint_meta(checkpoint, path)
+    try:
+        pipeline = InputPipeline.from_dict(meta["pipeline"])
+        stats = ChannelStats.from_dict(meta["normalization"])
+        model = build_model(meta["model"]["name"], int(meta["in_channels"]), **meta["model"]["options"])
+    except (ConfigError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"cannot rebuild the model from the checkpoint: {exc}", path) from None
+    if pipeline.in_channels != int(meta["in_channels"]):
+        raise CheckpointError(
+            f"pipeline gives {pipeline.in_channels} channels but the model takes {meta['in_channels']}",
+            path,
+        )
+    try:
+        model.load_state_dict(model_state_dict(checkpoint["state_dict"]), strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"weights do not fit the recorded architecture: {first}", path) from None
+    model.eval()
+    return LoadedModel(
+        model=model, pipeline=pipeline, stats=stats, threshold=float(meta["threshold"]),
+        meta=meta, path=path,
+    )

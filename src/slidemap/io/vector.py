@@ -1,0 +1,85 @@
+"""Polygon output: GeoPackage and GeoJSON through pyogrio, written atomically.
+
+GeoPackage keeps the raster's CRS. GeoJSON is written in EPSG:4326 (longitude, latitude),
+as RFC 7946 requires, so any GIS or web map reads it without guessing; the CRS of the
+source raster is kept in the GeoPackage and in ``summary.json``. Attribute values are
+the same in both files (areas are computed before reprojection, in m²).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyogrio
+import shapely
+from rasterio.crs import CRS
+from rasterio.warp import transform_geom
+from shapely.geometry import shape
+
+from slidemap.io.atomic import atomic_path
+
+#: CRS of GeoJSON output (RFC 7946 §4).
+GEOJSON_CRS = "EPSG:4326"
+
+
+def write_polygons(
+    path: str | Path,
+    geometries: Sequence[shapely.Geometry],
+    attributes: Mapping[str, Sequence[Any] | np.ndarray],
+    crs: CRS,
+    *,
+    layer: str = "landslides",
+) -> Path:
+    """Write polygons with one attribute row each to ``path`` (``.gpkg`` or ``.geojson``).
+
+    Args:
+        path: output file; the suffix picks the driver. GeoJSON is reprojected to EPSG:4326.
+        geometries: polygons in ``crs`` coordinates.
+        attributes: columns, name -> one value per polygon (numbers or strings); the
+            columns are kept (typed) even when there are no polygons.
+        crs: CRS of ``geometries``.
+        layer: GeoPackage layer name.
+
+    An empty ``geometries`` writes a valid, empty layer with the attribute columns.
+    """
+    path = Path(path)
+    fields = {name: np.asarray(values) for name, values in attributes.items()}
+    bad = {name: len(v) for name, v in fields.items() if len(v) != len(geometries)}
+    if bad:
+        raise ValueError(f"{len(geometries)} geometries but attribute lengths {bad}")
+    geojson = path.suffix.lower() in (".geojson", ".json")
+    driver = "GeoJSON" if geojson else "GPKG"
+    out_crs = GEOJSON_CRS if geojson else crs.to_wkt()
+    geoms = list(geometries)
+    if geojson and geoms and CRS.from_user_input(crs) != CRS.from_user_input(GEOJSON_CRS):
+        geoms = [
+            shapely.make_valid(shape(transform_geom(crs, GEOJSON_CRS, g.__geo_interface__)))
+            for g in geoms
+        ]
+    wkb = np.empty(len(geoms), dtype=object)
+    wkb[:] = [shapely.to_wkb(g) for g in geoms]
+    options: dict[str, Any] = {"layer": layer} if not geojson else {"layer_options": {"RFC7946": "YES"}}
+    with atomic_path(path) as tmp:
+        pyogrio.raw.write(
+            tmp,
+            geometry=wkb,
+            field_data=list(fields.values()),
+            fields=list(fields),
+            crs=out_crs,
+            geometry_type="Polygon" if all(g.geom_type == "Polygon" for g in geoms) else "MultiPolygon",
+            driver=driver,
+            encoding="UTF-8",
+            **options,
+        )
+    return path
+
+
+def read_polygons(path: str | Path) -> tuple[list[shapely.Geometry], dict[str, np.ndarray], str]:
+    """Read back ``(geometries, attribute columns, crs WKT)`` (tests, users' scripts)."""
+    meta, _, geometry, field_data = pyogrio.raw.read(path)
+    geoms = list(shapely.from_wkb(geometry)) if geometry is not None else []
+    columns = {name: np.asarray(values) for name, values in zip(meta["fields"], field_data, strict=True)}
+    return geoms, columns, meta["crs"]

@@ -1,0 +1,184 @@
+"""Convolutional Block Attention Module (CBAM), paper §2.2–2.3, Eq. 5–12.
+
+CBAM refines a feature map ``F`` first along channels (Eq. 5–7), then along space
+(Eq. 8–10): ``F' = Ms(Mc(F) * F) * (Mc(F) * F)`` (Eq. 11). It is a layer usable anywhere;
+:class:`~slidemap.models.unet.UNet` switches it on per placement.
+
+The implementation is written for CPU inference speed (a UNet-CBAM should cost little
+more than a UNet): the two pooled vectors go through the shared MLP in one call, the
+channel-refined map is the only full-size temporary, and outside autograd the spatial
+weighting is applied in place. ``channels_last`` inputs stay ``channels_last``.
+
+Attention maps are not kept by default; :func:`capture_attention` records them for tests
+and figures without any cost on the normal path.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slidemap.errors import ConfigError
+
+
+def _exporting() -> bool:
+    """True while tracing, compiling or exporting (ONNX / torch.export), where the graph
+    must not depend on the batch size."""
+    return (
+        torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+        or torch.onnx.is_in_onnx_export()
+    )
+
+
+@dataclass(frozen=True)
+class AttentionMaps:
+    """The two attention maps of one CBAM call, detached.
+
+    ``channel``: ``Mc`` ``(B, C, 1, 1)`` (Eq. 6); ``spatial``: ``Ms`` ``(B, 1, H, W)`` (Eq. 9);
+    both strictly inside (0, 1).
+    """
+
+    channel: torch.Tensor
+    spatial: torch.Tensor
+
+
+class ChannelAttention(nn.Module):
+    """Channel attention map ``Mc`` (Eq. 5–6): ``(B, C, H, W) -> (B, C, 1, 1)`` in (0, 1).
+
+    One MLP (two 1x1 convolutions ``W0``: C -> C/r and ``W1``: C/r -> C, ReLU between)
+    is shared by the global average- and max-pooled vectors; the two results are summed
+    and squashed by a sigmoid.
+
+    Eq. 6 of the paper reads ``sigma(W1 ReLU(W0 F_avg) + W0 ReLU(W1 F_max))``, swapping
+    ``W0`` and ``W1`` in the second term, which is not even shape-consistent. That is a
+    typo of canonical CBAM (Woo et al., ECCV 2018), which we implement:
+    ``Mc = sigma(W1 ReLU(W0 F_avg) + W1 ReLU(W0 F_max))``.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        hidden = max(1, channels // reduction)
+        self.mlp = nn.Sequential(
+            OrderedDict(
+                fc0=nn.Conv2d(channels, hidden, kernel_size=1),  # W0
+                relu=nn.ReLU(inplace=True),
+                fc1=nn.Conv2d(hidden, channels, kernel_size=1),  # W1
+            )
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Eq. 5: F_avg and F_max side by side as a (B, C, 1, 2) map, so the shared MLP
+        # runs once for both; summing the two columns is the "+" of Eq. 6.
+        # (adaptive pools, unlike mean/amax over dims, are fast for channels_last too)
+        pooled = torch.cat((F.adaptive_avg_pool2d(x, 1), F.adaptive_max_pool2d(x, 1)), dim=3)
+        return torch.sigmoid(self.mlp(pooled).sum(dim=3, keepdim=True))
+
+
+class SpatialAttention(nn.Module):
+    """Spatial attention map ``Ms`` (Eq. 8–9): ``(B, C, H, W) -> (B, 1, H, W)`` in (0, 1).
+
+    Channel-wise mean and max (two ``(B, H, W)`` reductions, no full-size copy) are
+    stacked and passed through one ``k x k`` convolution (k = 7 in the paper) and a sigmoid.
+    The convolution is stored as an ordinary ``nn.Conv2d(2, 1, k)`` (its state-dict keys
+    are ``conv.weight``, ``conv.bias``) and evaluated depthwise for speed.
+    """
+
+    def __init__(self, kernel_size: int = 7):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, _, height, width = x.shape
+        stats = torch.stack((x.mean(dim=1), x.amax(dim=1)), dim=1)  # (B, 2, H, W), Eq. 8
+        if _exporting():
+            return torch.sigmoid(self.conv(stats))  # Eq. 9, batch-size independent graph
+        # Eq. 9, same numbers: the dense 2->1 conv is the sum of one depthwise conv per
+        # stat map, and oneDNN runs it 2-3x faster as a depthwise conv over the batch
+        # folded into channels, (1, 2B, H, W), than as the dense 2-input-channel kernel.
+        size = self.conv.kernel_size[0]
+        weight = self.conv.weight.view(2, 1, size, size).repeat(batch, 1, 1, 1)
+        per_stat = F.conv2d(
+            stats.view(1, 2 * batch, height, width), weight, padding=size // 2, groups=2 * batch
+        )
+        logits = per_stat.view(batch, 2, height, width).sum(dim=1, keepdim=True)
+        return torch.sigmoid_(logits.add_(self.conv.bias.view(1, 1, 1, 1)))
+
+
+class CBAM(nn.Module):
+    """Channel then spatial attention (Eq. 11): ``(B, C, H, W) -> (B, C, H, W)``.
+
+    Eq. 12 (skip connections) writes ``Mc * Ms * F``; the paper describes the same module
+    there, so skip connections use this same channel-then-spatial order.
+
+    Args:
+        channels: ``C`` of the feature map.
+        reduction: ``r``, the MLP's bottleneck ratio (hidden width ``max(1, C // r)``).
+        spatial_kernel: side of the spatial-attention convolution (odd; 7 in the paper).
+    """
+
+    def __init__(self, channels: int, reduction: int = 16, spatial_kernel: int = 7):
+        super().__init__()
+        if not isinstance(reduction, int) or reduction < 1:
+            raise ConfigError(f"option reduction={reduction!r}: expected an integer >= 1")
+        if not isinstance(spatial_kernel, int) or spatial_kernel < 1 or spatial_kernel % 2 == 0:
+            raise ConfigError(
+                f"option spatial_kernel={spatial_kernel!r}: expected an odd integer >= 1"
+            )
+        self.channel = ChannelAttention(channels, reduction)
+        self.spatial = SpatialAttention(spatial_kernel)
+        #: set by :func:`capture_attention`; holds the last call's maps while set.
+        self.keep_maps = False
+        self.last_maps: AttentionMaps | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        channel_map = self.channel(x)
+        refined = x * channel_map  # Eq. 7, the only full-size temporary
+        spatial_map = self.spatial(refined)
+        if self.keep_maps:
+            self.last_maps = AttentionMaps(channel_map.detach(), spatial_map.detach())
+        if torch.is_grad_enabled():
+            return refined * spatial_map  # Eq. 10; autograd needs `refined` intact
+        return refined.mul_(spatial_map)  # Eq. 10 in place: no second full-size tensor
+
+
+@contextmanager
+def capture_attention(model: nn.Module) -> Iterator[dict[str, AttentionMaps]]:
+    """Record the attention maps of every CBAM in ``model`` while the block runs.
+
+    Yields a dict filled by each forward pass: qualified module name (e.g.
+    ``"encoder.0.attention"``) -> :class:`AttentionMaps` of that module's last call::
+
+        with capture_attention(model) as maps:
+            model(x)
+        maps["decoder.0.skip_attention"].spatial  # (B, 1, H, W)
+    """
+    modules = {name: m for name, m in model.named_modules() if isinstance(m, CBAM)}
+    maps: dict[str, AttentionMaps] = {}
+    hooks = []
+
+    def _collector(name: str):  # noqa: ANN202 - forward-hook signature
+        def hook(module: CBAM, _inputs: object, _output: object) -> None:
+            if module.last_maps is not None:
+                maps[name] = module.last_maps
+
+        return hook
+
+    for name, module in modules.items():
+        module.keep_maps = True
+        hooks.append(module.register_forward_hook(_collector(name)))
+    try:
+        yield maps
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for module in modules.values():
+            module.keep_maps = False
+            module.last_maps = None

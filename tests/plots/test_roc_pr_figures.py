@@ -1,0 +1,50 @@
+"""ROC (paper Fig. 5, 11) and PR figures."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from slidemap.evaluation.curves import BinnedCurves
+from slidemap.plots.roc import plot_pr_curves, plot_roc_curves
+
+
+def _curves() -> dict[str, BinnedCurves]:
+    rng = np.random.default_rng(0)
+    target = torch.from_numpy((rng.random(5_000) < 0.1).astype(np.int64))
+    result = {}
+    for name, separation in (("DP-FCN", 0.5), ("UNet-CBAM", 2.5)):
+        prob = torch.sigmoid(torch.from_numpy(rng.normal(size=5_000) + separation * target.numpy()))
+        curves = BinnedCurves(100)
+        curves.update(prob, target)
+        result[name] = curves
+    return result
+
+
+def _legend(fig) -> list[str]:
+    return [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+
+
+def test_roc_figure_names_each_model_with_its_auc() -> None:
+    curves = _curves()
+    fig = plot_roc_curves(curves, operating_points={"UNet-CBAM": 0.5})
+    assert len(fig.axes) == 1
+    legend = _legend(fig)
+    for name, c in curves.items():
+        assert f"{name} (AUC = {c.roc_auc():.3f})" in legend
+    assert legend[-1] == "chance" and len(legend) == 3
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "False positive rate" and ax.get_ylabel() == "True positive rate"
+    marker = next(line for line in ax.lines if line.get_label() == "_operating_point")
+    counts = curves["UNet-CBAM"].counts_at(0.5)
+    assert marker.get_ydata()[0] == counts.tp / counts.n_positive
+
+
+def test_pr_figure_names_each_model_with_its_average_precision() -> None:
+    curves = _curves()
+    fig = plot_pr_curves(curves)
+    legend = _legend(fig)
+    for name, c in curves.items():
+        assert f"{name} (AP = {c.pr_auc():.3f})" in legend
+    assert "chance" in legend
+    assert fig.axes[0].get_xlabel() == "Recall"
