@@ -192,11 +192,12 @@ class PanelsConfig:
 @dataclass
 class ActivationsConfig:
     """Which layer's activations to show (the paper's Fig. 3): a model (display name) and
-    a module path in it (``""`` = the first encoder block's attention output), for the
-    first panel patch; at most ``max_channels`` maps."""
+    a module path in it (a name of ``model.named_modules()``, e.g. ``encoder.1`` = the
+    second encoder stage, after its CBAM), for the first panel patch; at most
+    ``max_channels`` maps."""
 
     model: str = "UNet-CBAM"
-    layer: str = ""
+    layer: str = "encoder.1"
     max_channels: int = 32
 
 
@@ -205,7 +206,9 @@ class CompareConfig:
     """Several models trained and evaluated on the same data (the paper's Table 1).
 
     ``base`` is the shared experiment; each entry of ``models`` replaces its model (and
-    applies its overrides). ``split`` is the split the table is computed on.
+    applies its overrides). ``split`` is the split the table is computed on;
+    ``features_patch`` the patch of the features figure (default: the first panel patch);
+    ``synthetic_patches`` the size of the dataset ``slidemap demo`` generates.
     """
 
     name: str = "compare"
@@ -215,6 +218,7 @@ class CompareConfig:
     panels: PanelsConfig = field(default_factory=PanelsConfig)
     activations: ActivationsConfig = field(default_factory=ActivationsConfig)
     features_patch: str | None = None
+    synthetic_patches: int = 360
 
     def experiments(self, source: str | Path = "<config>") -> dict[str, ExperimentConfig]:
         """Display name -> the resolved, validated experiment of each model, in config order.

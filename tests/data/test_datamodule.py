@@ -141,6 +141,11 @@ def test_configuration_errors(root: Path, pipeline: InputPipeline) -> None:
         L4SDataModule(root, pipeline, batch_size=0)
     with pytest.raises(ConfigError, match="no data for the train split"):
         L4SDataModule(None, pipeline).setup("fit")
+    only_train = L4SDataModule(None, pipeline, train_path=root / "TrainData")
+    only_train.setup("fit")
+    assert not only_train.has_split("valid") and len(only_train.train_dataloader().dataset) == 6
+    with pytest.raises(ConfigError, match="no data for the valid split: .* or val_path"):
+        only_train.val_dataloader()
     (root / "TrainData" / "img" / "image_3.h5").write_bytes(b"")
     with pytest.raises(InputError, match="image_3.h5: file is empty"):
         L4SDataModule(root, pipeline).setup("fit")

@@ -193,14 +193,25 @@ class L4SDataModule(L.LightningDataModule):
         """Normalisation statistics (given, or computed from the training split in setup)."""
         return self._stats
 
+    def has_split(self, which: str) -> bool:
+        """Whether ``which`` (``"train"``, ``"valid"``, ``"test"``) has a path or a root split."""
+        path, split = self._sources[which]
+        return path is not None or (self.root is not None and split is not None)
+
     def refs(self, which: str, require_masks: bool = True) -> list[PatchRef]:
-        """Patches of ``which`` (``"train"``, ``"valid"`` or ``"test"``)."""
+        """Patches of ``which`` (``"train"``, ``"valid"`` or ``"test"``).
+
+        Raises:
+            ConfigError: the split has neither a path nor a root split name.
+            InputError: as :func:`~slidemap.data.l4s.find_patches`.
+        """
         path, split = self._sources[which]
         if path is not None:
             return find_patches(path, split=None, require_masks=require_masks)
-        if self.root is None or split is None:
-            raise ConfigError(f"no data for the {which} split: give root with a split name or {which}_path")
-        return find_patches(self.root, split=split, require_masks=require_masks)
+        if not self.has_split(which):
+            argument = {"train": "train_path", "valid": "val_path", "test": "test_path"}[which]
+            raise ConfigError(f"no data for the {which} split: give a root and a split name, or {argument}")
+        return find_patches(self.root, split=split, require_masks=require_masks)  # type: ignore[arg-type]
 
     def _dataset(self, which: str, require_masks: bool = True) -> PatchDataset:
         key = which if require_masks else f"{which}-unlabelled"
@@ -225,13 +236,17 @@ class L4SDataModule(L.LightningDataModule):
         return self._stats
 
     def setup(self, stage: str | None = None) -> None:
-        """Find the patches of the splits ``stage`` needs and make sure statistics exist."""
+        """Find the patches of the splits ``stage`` needs and make sure statistics exist.
+
+        A validation split that is not configured (no root split, no ``val_path``) is
+        skipped here; asking for its loader raises :class:`ConfigError`.
+        """
         wanted = {
             None: ("train", "valid"), "fit": ("train", "valid"), "validate": ("valid",),
             "test": ("test",), "predict": (),
         }.get(stage, ())
         for which in wanted:
-            if which == "train" or self._sources[which] != (None, None):
+            if which == "train" or self.has_split(which):
                 self._dataset(which)
         if stage == "predict":
             self._dataset("test", require_masks=False)

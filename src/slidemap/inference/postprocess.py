@@ -112,3 +112,24 @@ def filter_objects(
         if polygon.area >= min_area_px and polygon.area > 0:
             kept.append(polygon)
     return kept
+
+
+def clean_mask(
+    probability: np.ndarray, threshold: float, config: PostprocessConfig | None, pixel_area_m2: float
+) -> np.ndarray:
+    """Threshold and clean a whole ``(H, W)`` probability array held in memory (a patch).
+
+    The same steps as a scene's strips (morphology, then objects as polygons), on one strip.
+
+    Returns:
+        ``(H, W) uint8`` mask: 1 landslide, 0 background (NaN probability → 0).
+    """
+    from slidemap.inference.vectorize import mask_to_polygons, rasterize_ids
+
+    mask = threshold_mask(probability, threshold)
+    if config is None:
+        return mask.astype(np.uint8)
+    cleaned = morphology(mask, config) & np.isfinite(probability)
+    polygons = filter_objects(mask_to_polygons(cleaned), config, pixel_area_m2)
+    height, width = mask.shape
+    return (rasterize_ids(polygons, 0, height, width) > 0).astype(np.uint8)

@@ -245,9 +245,9 @@ class StripBlender:
 
 def blend_windows(
     plan: WindowPlan, results: Iterable[WindowResult],
-    write: Callable[[int, np.ndarray], None],
+    write: Callable[[np.ndarray, int], None],
 ) -> None:
-    """Blend ``results`` (in plan order) and ``write(first_row, probability_rows)`` as rows finish."""
+    """Blend ``results`` (in plan order) and ``write(probability_rows, first_row)`` as rows finish."""
     blender = StripBlender(plan)
     per_row = len(plan.col_starts)
     next_rows = [*plan.row_starts[1:], plan.height]
@@ -256,10 +256,10 @@ def blend_windows(
         if (i + 1) % per_row == 0:
             finished = blender.finish_rows_before(next_rows[i // per_row])
             if finished is not None:
-                write(*finished)
+                write(finished[1], finished[0])
     finished = blender.finish()
     if finished is not None:
-        write(*finished)
+        write(finished[1], finished[0])
 
 
 def iter_windows_local(engine: Engine, reader: SceneReader, plan: WindowPlan) -> Iterator[WindowResult]:

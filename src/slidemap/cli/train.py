@@ -1,0 +1,36 @@
+"""``slidemap train --config CFG.yaml [--data DIR] [--out RUN] [--resume] [--set k=v ...]``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from slidemap.cli._runtime import add_config_arguments, setup_logging
+
+HELP = "train one model from a config file into a run folder (checkpoints, metrics.csv, curves)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, "experiment config (e.g. configs/paper/unet_cbam.yaml)")
+    parser.add_argument("--out", type=Path, default=None, metavar="RUN",
+                        help="run folder (default: runs/<config name>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last.ckpt")
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    from slidemap.config import load_config
+    from slidemap.training.run import train
+
+    config = load_config(args.config, args.overrides)
+    if args.data is not None:
+        config.data.root = str(args.data)
+    out = args.out if args.out is not None else Path("runs") / config.name
+    result = train(config, out, resume=args.resume)
+    last = result.history[-1] if result.history else {}
+    print(f"run folder: {result.out_dir}")
+    print(f"best checkpoint: {result.best_checkpoint} (epoch {result.best_epoch + 1}, "
+          f"threshold {result.threshold:.3f}, val F1 {last.get('val_best_f1', float('nan')):.4f} "
+          "at the last epoch)")
+    return 0

@@ -1,0 +1,181 @@
+"""Compare several models on the same data: the paper's Table 1, its figures and a report.
+
+:func:`run_comparison` trains every model of a :class:`~slidemap.config.CompareConfig`
+(each into ``<out>/runs/<slug>/``), evaluates each best checkpoint on the same split at
+its own validation-chosen threshold, and writes into ``<out>``:
+
+==================  ========================================================================
+file                content
+==================  ========================================================================
+table1.md/.csv/…    Table 1 (every model, every metric; best per column in bold)
+roc.png, pr.png     ROC and PR curves of all models on one plot each (Fig. 5, 11)
+confusion.png       one confusion matrix per model (Fig. 10)
+panels.png          the same test patches predicted by every model (Fig. 6, 9)
+curves.png          per-epoch loss, precision, recall, F1, train and val (Fig. 4, 7, 8)
+activations.png     the maps of one layer of one model for one patch (Fig. 3)
+features.png        true colour and the seven feature maps of one patch (Fig. 2)
+report.md/.html     all of the above; the HTML embeds its images
+==================  ========================================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from slidemap.config import CompareConfig, save_config
+from slidemap.data.l4s import read_image
+from slidemap.errors import ConfigError
+from slidemap.evaluation.evaluate import (
+    Evaluation,
+    evaluate_checkpoint,
+    select_panel_ids,
+    split_refs,
+    write_figures,
+    write_metrics,
+)
+from slidemap.evaluation.report import build_report
+from slidemap.evaluation.table import write_table
+from slidemap.io.checkpoint import load_checkpoint
+from slidemap.training.run import RunResult, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ComparisonResult:
+    """What :func:`run_comparison` produced.
+
+    Attributes:
+        out_dir: the comparison folder.
+        runs: display name -> training result.
+        metrics: display name -> ``metrics.json`` of its best checkpoint on the split.
+        report_md, report_html: the report files.
+        seconds: wall time of the whole comparison.
+    """
+
+    out_dir: Path
+    runs: dict[str, RunResult] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float | int]] = field(default_factory=dict)
+    report_md: Path | None = None
+    report_html: Path | None = None
+    seconds: float = 0.0
+
+
+def slug(name: str) -> str:
+    """Folder-safe form of a display name: ``"UNet-CBAM"`` -> ``"unet-cbam"``."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model"
+
+
+def _activations_figure(config: CompareConfig, runs: dict[str, RunResult], data: Path,
+                        patch_id: str, out_dir: Path) -> Path | None:
+    """Fig. 3: the maps of ``config.activations.layer`` for one patch (None if not wanted)."""
+    from slidemap.data.datamodule import PatchDataset
+    from slidemap.plots.activations import capture_activation, plot_activations
+    from slidemap.plots.io import save_figure
+
+    wanted = config.activations
+    if wanted.model not in runs:
+        log.info("no activations figure: model %r is not among %s", wanted.model, list(runs))
+        return None
+    loaded = load_checkpoint(runs[wanted.model].best_checkpoint)
+    refs = [r for r in split_refs(data, config.split) if r.id == patch_id]
+    sample = PatchDataset(refs, loaded.pipeline, stats=loaded.stats)[0]
+    maps = capture_activation(loaded.model, wanted.layer, sample["image"].unsqueeze(0))[0]
+    figure = plot_activations(maps, f"{wanted.model}: {wanted.layer}", wanted.max_channels)
+    return save_figure(figure, out_dir / "activations.png")
+
+
+def _features_figure(config: CompareConfig, data: Path, patch_id: str, out_dir: Path) -> Path:
+    """Fig. 2: true colour and the seven feature maps of one patch."""
+    from slidemap.bands import get_band_set
+    from slidemap.plots.features import plot_feature_maps
+    from slidemap.plots.io import save_figure
+
+    band_set = get_band_set(config.base.data.band_set)
+    ref = next(r for r in split_refs(data, config.split) if r.id == patch_id)
+    bands = read_image(ref.image, n_bands=len(band_set))
+    figure = plot_feature_maps(bands, band_set, config.base.data.pixel_size_m,
+                               title=f"patch {patch_id}")
+    return save_figure(figure, out_dir / "features.png")
+
+
+def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResult:
+    """Train and evaluate every model of ``config`` on the same data; write Table 1,
+    the figures and the report into ``out_dir`` (see the module docstring).
+
+    Raises:
+        ConfigError: no data root, or a bad model variant.
+    """
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config.base.data.root is None:
+        raise ConfigError("the comparison needs a dataset root: give --data DIR or base.data.root")
+    data = Path(config.base.data.root)
+    experiments = config.experiments()
+    save_config(config, out_dir / "compare.yaml")
+
+    result = ComparisonResult(out_dir=out_dir)
+    for name, experiment in experiments.items():
+        log.info("training %s (%s)", name, experiment.model.name)
+        result.runs[name] = train(experiment, out_dir / "runs" / slug(name), overwrite=True)
+
+    refs = split_refs(data, config.split)
+    panel_ids = select_panel_ids(refs, config.panels.count, config.panels.ids)
+    evaluations: dict[str, Evaluation] = {}
+    for name, run in result.runs.items():
+        evaluation = evaluate_checkpoint(run.best_checkpoint, data, config.split, keep_ids=panel_ids)
+        write_metrics(evaluation.metrics, run.out_dir / f"metrics_{config.split}.json")
+        evaluations[name] = evaluation
+        result.metrics[name] = evaluation.metrics
+
+    table = write_table(result.metrics, out_dir)
+    figures = write_figures(evaluations, out_dir, panel_ids)
+    from slidemap.plots.curves import plot_training_curves
+    from slidemap.plots.io import save_figure
+
+    figures["curves"] = save_figure(
+        plot_training_curves({name: run.history for name, run in result.runs.items()},
+                             metrics=("loss", "precision", "recall", "f1")),
+        out_dir / "curves.png")
+    feature_patch = config.features_patch or (panel_ids[0] if panel_ids else refs[0].id)
+    figures["features"] = _features_figure(config, data, feature_patch, out_dir)
+    if panel_ids:
+        with torch.inference_mode():
+            activations = _activations_figure(config, result.runs, data, panel_ids[0], out_dir)
+        if activations is not None:
+            figures["activations"] = activations
+
+    result.seconds = time.perf_counter() - started
+    captions = {
+        "curves": "Per-epoch loss, precision, recall and F1 (training solid, validation dashed) "
+                  "- Fig. 4, 7, 8",
+        "roc": f"ROC curves on the {config.split} split - Fig. 5, 11",
+        "pr": f"Precision-recall curves on the {config.split} split",
+        "confusion": "Confusion matrices (rows: true label, columns: predicted) - Fig. 10",
+        "panels": "Predictions on the same patches (TP, FP, FN coloured) - Fig. 6, 9",
+        "features": f"True colour and feature maps of patch {feature_patch} - Fig. 2",
+        "activations": f"Activations of {config.activations.model} layer "
+                       f"'{config.activations.layer}' - Fig. 3",
+    }
+    notes = [
+        f"Data: {data}, {len(refs)} patches in the {config.split} split; metrics over all "
+        "pixels of the split from one confusion matrix.",
+        "Each model's threshold maximises F1 on the validation split (column 'Threshold').",
+        *(f"{name}: {run.out_dir.relative_to(out_dir)} (best epoch {run.best_epoch + 1} of "
+          f"{len(run.history)}, {run.seconds:.0f} s)" for name, run in result.runs.items()),
+        f"Table files: {table.markdown.name}, {table.csv.name}, {table.json.name}. "
+        f"Total time {result.seconds:.0f} s.",
+    ]
+    order = ("curves", "roc", "pr", "confusion", "panels", "features", "activations")
+    result.report_md, result.report_html = build_report(
+        out_dir, f"slidemap comparison: {config.name}", result.metrics,
+        [(captions[key], figures[key]) for key in order if key in figures], notes,
+    )
+    return result

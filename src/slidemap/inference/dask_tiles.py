@@ -1,0 +1,97 @@
+"""Windows of a scene predicted on a Dask ``distributed`` cluster.
+
+Each task gets the engine (an :class:`~slidemap.inference.engine.EngineSpec`: checkpoint
+path and kind, loaded once per worker process and cached) and the scene
+(:class:`~slidemap.inference.scene.SceneSpec`: file paths, opened once per worker thread),
+plus one window; it returns that window's :class:`~slidemap.inference.sliding.WindowResult`.
+Workers therefore need the checkpoint and the rasters at the same paths (a shared
+filesystem on a cluster). A worker holds one window's input, activations and output: its
+memory is bounded by the window size, not the scene.
+
+The client keeps at most ``2 × workers`` tasks in flight and consumes results in plan
+order, so the driver's memory is bounded too and the blend is accumulated in exactly the
+order of a single-process run: the output is identical.
+
+``workers=N`` starts a ``LocalCluster`` of ``N`` single-threaded worker processes;
+``scheduler="tcp://host:8786"`` uses an existing cluster (started by hand, by
+``dask-jobqueue`` on a batch system or by ``dask-kubernetes``) unchanged.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from rasterio.windows import Window
+
+from slidemap.errors import ConfigError
+from slidemap.inference.engine import EngineSource, EngineSpec, resolve_engine
+from slidemap.inference.scene import SceneReader, SceneSpec
+from slidemap.inference.sliding import WindowPlan, WindowResult, predict_window
+
+log = logging.getLogger(__name__)
+
+#: Tasks in flight per worker (enough to keep workers busy while the driver blends).
+IN_FLIGHT_PER_WORKER = 2
+
+_local = threading.local()
+
+
+def _reader_for(scene: SceneSpec, engine_source: EngineSource) -> SceneReader:
+    """An open reader of ``scene`` for this worker thread (rasterio handles are not thread-safe)."""
+    readers: dict[tuple[SceneSpec, str], SceneReader] = _local.__dict__.setdefault("readers", {})
+    engine = resolve_engine(engine_source)
+    key = (scene, engine.pipeline.band_set.name)
+    if key not in readers:
+        readers[key] = SceneReader(scene, engine.pipeline.band_set).__enter__()
+    return readers[key]
+
+
+def predict_window_task(engine_source: EngineSource, scene: SceneSpec, window: Window) -> WindowResult:
+    """One Dask task: predict ``window`` of ``scene`` (see :func:`~slidemap.inference.sliding.predict_window`)."""
+    engine = resolve_engine(engine_source)
+    return predict_window(engine, _reader_for(scene, engine_source), window)
+
+
+@contextlib.contextmanager
+def dask_client(workers: int = 0, scheduler: str | None = None, processes: bool = True) -> Iterator[Any]:
+    """A ``distributed.Client`` on ``scheduler``, or on a new ``LocalCluster`` of ``workers``
+    single-threaded workers (processes, or threads with ``processes=False``)."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    if workers < 1:
+        raise ConfigError(f"a local Dask cluster needs workers >= 1, got {workers}")
+    with LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=processes,
+        dashboard_address=None, silence_logs=logging.WARNING,
+    ) as cluster, Client(cluster) as client:
+        yield client
+
+
+def iter_windows_dask(
+    engine_source: EngineSource, scene: SceneSpec, plan: WindowPlan, *, workers: int = 0,
+    scheduler: str | None = None, processes: bool = True,
+) -> Iterator[WindowResult]:
+    """Predict every window of ``plan`` on Dask; yield results in plan order."""
+    with dask_client(workers, scheduler, processes) as client:
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
+        limit = IN_FLIGHT_PER_WORKER * n_workers
+        # An in-memory engine is sent once to every worker, not once per task.
+        source = (engine_source if isinstance(engine_source, EngineSpec)
+                  else client.scatter(engine_source, broadcast=True))
+        pending: collections.deque[Any] = collections.deque()
+        for window in plan.windows():
+            pending.append(client.submit(predict_window_task, source, scene, window, pure=False))
+            if len(pending) >= limit:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+

@@ -1,0 +1,123 @@
+"""ONNX export of a checkpoint and an onnxruntime engine with the torch engine's interface.
+
+The exported graph takes ``input (B, C, H, W) float32`` normalised channels and returns
+``logits (B, 1, H, W)``, with batch, height and width dynamic. Height and width must be
+multiples of the network's ``size_multiple`` (the traced graph has no padding);
+:class:`OnnxEngine` pads other sizes exactly as the torch model does and crops back.
+
+Everything needed to predict travels inside the file, as JSON under the metadata key
+``slidemap`` (``metadata_props``): the input pipeline, the normalisation statistics, the
+threshold, the model name and options, and ``size_multiple``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slidemap.errors import CheckpointError
+from slidemap.inference.engine import TorchEngine, engine_metadata
+from slidemap.io.atomic import write_bytes_atomic
+
+METADATA_KEY = "slidemap"
+OPSET = 17
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+
+def export_bytes(engine: TorchEngine, meta: dict[str, Any] | None = None) -> bytes:
+    """Serialised ONNX model of ``engine`` with its metadata (``meta`` adds keys)."""
+    import onnx
+    import torch
+
+    size = 2 * engine.size_multiple
+    dummy = torch.zeros(1, engine.pipeline.in_channels, size, size)
+    buffer = io.BytesIO()
+    torch.onnx.export(
+        engine.model,
+        (dummy,),
+        buffer,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                      OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    model = onnx.load_from_string(buffer.getvalue())
+    entry = model.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = json.dumps({**engine_metadata(engine), **(meta or {})})
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
+    """Export the network of ``checkpoint`` to ``out`` (atomically) with its metadata.
+
+    Raises:
+        CheckpointError: the checkpoint cannot be loaded.
+    """
+    from slidemap.io.checkpoint import load_checkpoint
+
+    loaded = load_checkpoint(checkpoint)
+    engine = TorchEngine(loaded.model, loaded.pipeline, loaded.stats, loaded.threshold, loaded.model_name)
+    meta = {"model_options": loaded.meta["model"].get("options", {}), "checkpoint": str(checkpoint)}
+    return write_bytes_atomic(out, export_bytes(engine, meta))
+
+
+class OnnxEngine:
+    """An ONNX model run by onnxruntime on the CPU; same interface as :class:`TorchEngine`.
+
+    Args:
+        model: serialised ONNX model with ``slidemap`` metadata (see :func:`export_bytes`).
+        source: the file it came from, for error messages.
+    """
+
+    def __init__(self, model: bytes, source: str | Path = "<memory>") -> None:
+        import onnxruntime as ort
+
+        from slidemap.data.normalization import ChannelStats
+        from slidemap.features import InputPipeline
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        if raw is None:
+            raise CheckpointError(f"ONNX model has no '{METADATA_KEY}' metadata; export it with 'slidemap export'", source)
+        meta = json.loads(raw)
+        self.meta: dict[str, Any] = meta
+        self.pipeline = InputPipeline.from_dict(meta["pipeline"])
+        self.stats = ChannelStats.from_dict(meta["normalization"])
+        self.threshold = float(meta["threshold"])
+        self.model_name = str(meta["model"])
+        self.size_multiple = int(meta["size_multiple"])
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> OnnxEngine:
+        """Load an exported ``.onnx`` file; a ``.ckpt`` is exported in memory first."""
+        path = Path(path)
+        if path.suffix == ".ckpt":
+            engine = TorchEngine.from_checkpoint(path)
+            return cls(export_bytes(engine), path)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise CheckpointError(f"cannot read ONNX model ({exc.strerror})", path) from None
+        return cls(data, path)
+
+    def predict_logits(self, batch: np.ndarray) -> np.ndarray:
+        """``(B, C, H, W) float32`` → ``(B, 1, H, W) float32`` logits (any ``H``, ``W``)."""
+        import torch
+
+        from slidemap.models.blocks import pad_to_multiple
+
+        height, width = batch.shape[-2:]
+        padded = pad_to_multiple(torch.from_numpy(np.ascontiguousarray(batch, np.float32)), self.size_multiple)
+        (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: padded.numpy()})
+        return logits[..., :height, :width]
