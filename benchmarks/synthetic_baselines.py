@@ -92,11 +92,17 @@ def best_threshold(values: np.ndarray, truth: np.ndarray) -> tuple[float, int, f
     return best
 
 
-def threshold_baseline(train: np.ndarray, y_train: np.ndarray, test: np.ndarray, y_test: np.ndarray) -> dict:
+def threshold_baseline(
+    train: np.ndarray, y_train: np.ndarray, test: np.ndarray, y_test: np.ndarray
+) -> dict:
     threshold, direction, train_f1 = best_threshold(train, y_train)
     predicted = test >= threshold if direction == 1 else test <= threshold
-    return {"threshold": threshold, "direction": ">=" if direction == 1 else "<=",
-            "train_f1": train_f1, "test_f1": f1_score(predicted, y_test.astype(bool))}
+    return {
+        "threshold": threshold,
+        "direction": ">=" if direction == 1 else "<=",
+        "train_f1": train_f1,
+        "test_f1": f1_score(predicted, y_test.astype(bool)),
+    }
 
 
 def model_baseline(
@@ -118,20 +124,31 @@ def model_baseline(
     model.fit(x_train[pick], y_train[pick])
     threshold, _, train_f1 = best_threshold(model.predict_proba(x_train[pick])[:, 1], y_train[pick])
     prob = model.predict_proba(np.stack([test[n] for n in names], axis=1))[:, 1]
-    return {"features": list(names), "threshold": threshold, "train_f1": train_f1,
-            "test_f1": f1_score(prob >= threshold, y_test.astype(bool))}
+    return {
+        "features": list(names),
+        "threshold": threshold,
+        "train_f1": train_f1,
+        "test_f1": f1_score(prob >= threshold, y_test.astype(bool)),
+    }
 
 
 def run_baselines(root: Path, seed: int = 0) -> dict:
     """Every baseline on ``root``'s train and test splits; plain-data results."""
     train, y_train = load_split(root, "train")
     test, y_test = load_split(root, "test")
-    results: dict = {"data": str(root), "landslide_fraction": {"train": float(y_train.mean()), "test": float(y_test.mean())}}
-    results["threshold"] = {n: threshold_baseline(train[n], y_train, test[n], y_test) for n in SINGLE}
+    results: dict = {
+        "data": str(root),
+        "landslide_fraction": {"train": float(y_train.mean()), "test": float(y_test.mean())},
+    }
+    results["threshold"] = {
+        n: threshold_baseline(train[n], y_train, test[n], y_test) for n in SINGLE
+    }
     results["model"] = {
         "spectral": model_baseline(SPECTRAL, train, y_train, test, y_test, seed),
         "terrain": model_baseline(TERRAIN, train, y_train, test, y_test, seed),
-        "spectral+terrain+context": model_baseline(SPECTRAL + TERRAIN + CONTEXT, train, y_train, test, y_test, seed),
+        "spectral+terrain+context": model_baseline(
+            SPECTRAL + TERRAIN + CONTEXT, train, y_train, test, y_test, seed
+        ),
     }
     return results
 
@@ -139,7 +156,9 @@ def run_baselines(root: Path, seed: int = 0) -> dict:
 def format_table(results: dict) -> str:
     rows = ["| method | features | train F1 | test F1 |", "|---|---|---|---|"]
     for name, r in results["threshold"].items():
-        rows.append(f"| best threshold | {name} {r['direction']} {r['threshold']:.3g} | {r['train_f1']:.3f} | {r['test_f1']:.3f} |")
+        rows.append(
+            f"| best threshold | {name} {r['direction']} {r['threshold']:.3g} | {r['train_f1']:.3f} | {r['test_f1']:.3f} |"
+        )
     for name, r in results["model"].items():
         rows.append(f"| gradient boosting | {name} | {r['train_f1']:.3f} | {r['test_f1']:.3f} |")
     return "\n".join(rows)

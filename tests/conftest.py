@@ -38,3 +38,32 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synthetic") / "l4s"
     generate_dataset(out, n_patches=48, seed=7)
     return out
+
+
+# ------------------------------------------------ training fixtures (tests/training, tests/cli)
+def _tiny_config(root: Path, **trainer: object):
+    """A width-8 UNet on all seven features, a few CPU epochs, on the dataset at ``root``."""
+    from slidemap.config import experiment_from_dict
+
+    return experiment_from_dict({
+        "name": "tiny",
+        "data": {"root": str(root), "batch_size": 4},
+        "model": {"name": "unet", "options": {"base_channels": 8, "depth": 2}},
+        "optim": {"lr": 0.005},
+        "trainer": {"max_epochs": 6, "patience": 0, "seed": 3, "accelerator": "cpu",
+                    "devices": 1, "progress": False, **trainer},
+    })
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """``tiny_config(root, **trainer_overrides) -> ExperimentConfig`` (see ``_tiny_config``)."""
+    return _tiny_config
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``RunResult`` of one tiny training run on ``synthetic_root`` (trained once per session)."""
+    from slidemap.training.run import train
+
+    return train(_tiny_config(synthetic_root), tmp_path_factory.mktemp("tiny") / "run")

@@ -8,9 +8,10 @@ Each band also records how its stored values relate to physical units
 (``physical = stored * physical_per_unit``). Landslide4Sense stores every band rescaled to
 roughly unit mean; the factors below let a GeoTIFF scene in physical units (Sentinel-2 L2A
 reflectance, slope in degrees, elevation in metres) be brought into the units a model was
-trained in. The Landslide4Sense factors are approximate (the dataset does not publish its
-scaling); they were chosen so that typical reflectances land near the band means measured
-on the 14 real test patches (see ``docs/synthetic-data.md``).
+trained in. The Landslide4Sense factors were measured, not guessed: every band of the real
+patches is an integer multiple of a fixed step, and the steps are exactly Sentinel-2 digital
+numbers (reflectance x 10000), whole degrees of slope and whole metres of elevation, so
+``physical_per_unit`` is that step expressed in physical units (see ``docs/synthetic-data.md``).
 
 Built-in sets: ``l4s14`` (Landslide4Sense: Sentinel-2 B1–B12 without B8A, slope, DEM) and
 ``rgbd`` (R, G, B 0–255 and a DSM in metres). Users declare their own in YAML::

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -259,6 +260,9 @@ def _type_name(tp: Any) -> str:
             bool: "true/false"}.get(tp, str(tp))
 
 
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 class _Mismatch(Exception):
     """A value does not fit a type (internal; becomes a ConfigError with the key)."""
 
@@ -307,6 +311,8 @@ def _convert(value: Any, tp: Any, key: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
         raise _Mismatch
     if tp is str:
         if isinstance(value, str):
@@ -514,7 +520,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
         ConfigError: naming the file and the key at fault.
     """
     resolved = resolve_config_path(path)
-    raw = apply_overrides(_read_yaml(resolved), overrides, resolved)
+    # overrides address the defaults too (``loss.0.weight`` when the file has no ``loss``)
+    raw = _deep_update(ExperimentConfig().to_dict(), _read_yaml(resolved))
+    raw = apply_overrides(raw, overrides, resolved)
     return experiment_from_dict(raw, source=resolved)
 
 
@@ -529,7 +537,10 @@ def load_compare_config(path: str | Path, overrides: Sequence[str] = ()) -> Comp
     raw = _read_yaml(resolved)
     base = raw.get("base", {})
     if isinstance(base, str):
-        raw["base"] = _read_yaml(resolve_config_path(resolved.parent / base))
+        base = _read_yaml(resolve_config_path(resolved.parent / base))
+    if not isinstance(base, Mapping):
+        raise ConfigError(f"'base' must be a mapping or a file name, got {base!r}", resolved)
+    raw["base"] = _deep_update(ExperimentConfig().to_dict(), base)
     raw = apply_overrides(raw, overrides, resolved)
     config = _build(CompareConfig, raw, "", str(resolved))
     _check_names(config.base, str(resolved))

@@ -45,7 +45,7 @@ def test_dataset_has_the_official_layout_keys_shapes_and_dtypes(synthetic_root: 
         images = sorted((synthetic_root / split / "img").glob("image_*.h5"))
         masks = sorted((synthetic_root / split / "mask").glob("mask_*.h5"))
         assert images and len(images) == len(masks)
-        assert {p.name[len("image_"):] for p in images} == {p.name[len("mask_"):] for p in masks}
+        assert {p.name[len("image_") :] for p in images} == {p.name[len("mask_") :] for p in masks}
         total += len(images)
         with h5py.File(images[0]) as fh:
             assert list(fh.keys()) == ["img"]
@@ -104,13 +104,17 @@ def test_landslides_sit_on_steeper_ground_than_confusers(patches) -> None:
     landcover = np.stack([p.landcover for p in patches])
     slope = np.stack([p.slope_deg for p in patches])
     confuser = np.isin(landcover, [int(c) for c in CONFUSERS])
-    assert confuser.mean() > np.mean(landcover == LandCover.LANDSLIDE)  # enough look-alikes to fool spectra
+    assert confuser.mean() > np.mean(
+        landcover == LandCover.LANDSLIDE
+    )  # enough look-alikes to fool spectra
     assert slope[landcover == LandCover.LANDSLIDE].mean() > slope[confuser].mean() + 15.0
 
 
 def test_ndvi_under_landslides_is_lower_than_under_forest(patches) -> None:
     ndvi_feature = get_feature("ndvi")
-    ndvi = np.stack([ndvi_feature.compute(np.moveaxis(p.image, -1, 0), BAND_SET, 10.0) for p in patches])
+    ndvi = np.stack(
+        [ndvi_feature.compute(np.moveaxis(p.image, -1, 0), BAND_SET, 10.0) for p in patches]
+    )
     landcover = np.stack([p.landcover for p in patches])
     landslide, forest = ndvi[landcover == LandCover.LANDSLIDE], ndvi[landcover == LandCover.FOREST]
     assert landslide.mean() < forest.mean() - 0.3

@@ -46,7 +46,7 @@ def test_labels_are_on_the_image_grid_with_some_landslides(scene) -> None:
     with rasterio.open(scene["image"]) as img, rasterio.open(scene["labels"]) as lab:
         assert lab.transform == img.transform and lab.shape == img.shape and lab.crs == img.crs
         labels = lab.read(1)
-        nodata = (img.read(1) == 0)
+        nodata = img.read(1) == 0
     assert set(np.unique(labels)) <= {0, 1, 255}
     assert (labels[nodata] == 255).all()
     assert 0.005 < (labels == 1).mean() < 0.08

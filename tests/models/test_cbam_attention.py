@@ -88,7 +88,7 @@ def test_cbam_export_path_equals_fast_path(monkeypatch: pytest.MonkeyPatch) -> N
     x = torch.randn(2, 12, 10, 10)
     with torch.inference_mode():
         fast = module(x)
-        monkeypatch.setattr(cbam_module, "_exporting", lambda: True)
+        monkeypatch.setattr(cbam_module, "exporting", lambda: True)
         plain = module(x)
     torch.testing.assert_close(fast, plain, rtol=0, atol=1e-5)
 

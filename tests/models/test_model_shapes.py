@@ -63,3 +63,16 @@ def test_padding_reflects_and_falls_back_to_replicate_for_tiny_inputs() -> None:
 
 def test_every_registered_model_is_covered() -> None:
     assert list_models() == ["unet", "unet_cbam", "segnet", "dpfcn"]
+
+
+def test_segnet_export_path_unpools_like_max_unpool2d(monkeypatch: pytest.MonkeyPatch) -> None:
+    from slidemap.models import segnet
+
+    torch.manual_seed(0)
+    model = build_model("segnet", 3, base_channels=4, depth=2).eval()
+    x = torch.randn(2, 3, 20, 12)
+    with torch.inference_mode():
+        eager = model(x)
+        monkeypatch.setattr(segnet, "exporting", lambda: True)
+        exported_path = model(x)
+    assert torch.equal(eager, exported_path)

@@ -17,7 +17,13 @@ _QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch
 
 
 def setup_logging(verbose: bool = False) -> None:
-    """slidemap's progress lines on stderr; Lightning only from WARNING (all with --verbose)."""
+    """slidemap's progress lines on stderr; Lightning only from WARNING (all with --verbose).
+
+    Lightning sets its own logger levels when imported, so it is imported first (every
+    command that calls this trains or evaluates with it anyway).
+    """
+    import lightning.pytorch  # noqa: F401
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger("slidemap")

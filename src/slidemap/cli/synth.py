@@ -12,7 +12,9 @@ HELP = "write a synthetic Landslide4Sense dataset (TrainData/ValidData/TestData)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="root folder to create")
-    parser.add_argument("--patches", type=int, default=240, help="number of 128x128 patches (default 240)")
+    parser.add_argument(
+        "--patches", type=int, default=240, help="number of 128x128 patches (default 240)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 

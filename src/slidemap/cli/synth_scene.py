@@ -10,8 +10,15 @@ HELP = "write a synthetic GeoTIFF scene: image.tif (12 bands), dem.tif (30 m), l
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, required=True, help="folder to write the three GeoTIFFs into")
-    parser.add_argument("--size", type=int, default=2048, help="scene width and height in 10 m pixels (default 2048)")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder to write the three GeoTIFFs into"
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=2048,
+        help="scene width and height in 10 m pixels (default 2048)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 

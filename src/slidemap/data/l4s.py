@@ -242,8 +242,12 @@ def find_patches(
 # Reading files
 
 
-def _read_array(path: Path, key: str) -> np.ndarray:
-    """The dataset ``key`` of HDF5 file ``path`` as a numeric numpy array, or an InputError."""
+def _read_array(path: Path, key: str, allow_bool: bool = False) -> np.ndarray:
+    """The dataset ``key`` of HDF5 file ``path`` as a numeric numpy array, or an InputError.
+
+    ``allow_bool`` accepts a boolean dataset (read as 0/1): meaningful for a mask, not for
+    an image of reflectances.
+    """
     if not path.exists():
         raise InputError("file does not exist", path)
     if not path.is_file():
@@ -261,7 +265,8 @@ def _read_array(path: Path, key: str) -> np.ndarray:
             if not isinstance(node, h5py.Dataset):
                 raise InputError(f"{key!r} is a group, not an array", path)
             dtype = node.dtype
-            if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+            numeric = np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
+            if not (numeric or (allow_bool and dtype == np.bool_)):
                 raise InputError(f"{key!r} has non-numeric dtype {dtype}; expected numbers", path)
             array = np.asarray(node[()])
     except InputError:
@@ -316,7 +321,7 @@ def read_mask(path: str | Path) -> np.ndarray:
 
     Args:
         path: ``mask_<id>.h5`` with dataset ``mask`` of shape ``(H, W)`` (``(H, W, 1)`` is
-            accepted), integer or integral float values.
+            accepted), integer, integral float or boolean values.
 
     Returns:
         ``(H, W) uint8`` with 0 = background, 1 = landslide, 255 = ignore.
@@ -326,7 +331,7 @@ def read_mask(path: str | Path) -> np.ndarray:
             values other than 0, 1 and 255.
     """
     path = Path(path)
-    array = _read_array(path, MASK_KEY)
+    array = _read_array(path, MASK_KEY, allow_bool=True)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim != 2 or 0 in array.shape:

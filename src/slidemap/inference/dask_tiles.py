@@ -2,7 +2,7 @@
 
 Each task gets the engine (an :class:`~slidemap.inference.engine.EngineSpec`: checkpoint
 path and kind, loaded once per worker process and cached) and the scene
-(:class:`~slidemap.inference.scene.SceneSpec`: file paths, opened once per worker thread),
+(:class:`~slidemap.inference.scene.SceneSpec`: file paths, opened by each task),
 plus one window; it returns that window's :class:`~slidemap.inference.sliding.WindowResult`.
 Workers therefore need the checkpoint and the rasters at the same paths (a shared
 filesystem on a cluster). A worker holds one window's input, activations and output: its
@@ -22,7 +22,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,23 +37,15 @@ log = logging.getLogger(__name__)
 #: Tasks in flight per worker (enough to keep workers busy while the driver blends).
 IN_FLIGHT_PER_WORKER = 2
 
-_local = threading.local()
-
-
-def _reader_for(scene: SceneSpec, engine_source: EngineSource) -> SceneReader:
-    """An open reader of ``scene`` for this worker thread (rasterio handles are not thread-safe)."""
-    readers: dict[tuple[SceneSpec, str], SceneReader] = _local.__dict__.setdefault("readers", {})
-    engine = resolve_engine(engine_source)
-    key = (scene, engine.pipeline.band_set.name)
-    if key not in readers:
-        readers[key] = SceneReader(scene, engine.pipeline.band_set).__enter__()
-    return readers[key]
-
-
 def predict_window_task(engine_source: EngineSource, scene: SceneSpec, window: Window) -> WindowResult:
-    """One Dask task: predict ``window`` of ``scene`` (see :func:`~slidemap.inference.sliding.predict_window`)."""
+    """One Dask task: predict ``window`` of ``scene`` (see :func:`~slidemap.inference.sliding.predict_window`).
+
+    The scene is opened per task (milliseconds against a window's model time; rasterio
+    handles must not cross threads) and the engine is cached per worker process.
+    """
     engine = resolve_engine(engine_source)
-    return predict_window(engine, _reader_for(scene, engine_source), window)
+    with SceneReader(scene, engine.pipeline.band_set) as reader:
+        return predict_window(engine, reader, window)
 
 
 @contextlib.contextmanager

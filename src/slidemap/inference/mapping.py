@@ -33,7 +33,12 @@ from shapely.strtree import STRtree
 
 from slidemap.errors import ConfigError
 from slidemap.inference.engine import Engine, EngineSource, resolve_engine
-from slidemap.inference.postprocess import PostprocessConfig, filter_objects, morphology, threshold_mask
+from slidemap.inference.postprocess import (
+    PostprocessConfig,
+    filter_objects,
+    morphology,
+    threshold_mask,
+)
 from slidemap.inference.scene import SceneReader, SceneSpec
 from slidemap.inference.sliding import (
     DEFAULT_OVERLAP_PX,

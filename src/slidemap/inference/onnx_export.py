@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +38,21 @@ def export_bytes(engine: TorchEngine, meta: dict[str, Any] | None = None) -> byt
     size = 2 * engine.size_multiple
     dummy = torch.zeros(1, engine.pipeline.in_channels, size, size)
     buffer = io.BytesIO()
-    torch.onnx.export(
-        engine.model,
-        (dummy,),
-        buffer,
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-                      OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}},
-        opset_version=OPSET,
-        dynamo=False,
-    )
+    with warnings.catch_warnings():
+        # Tracer warnings about shape-dependent branches: exported inputs are multiples of
+        # size_multiple, so the padding branch is correctly traced away.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            engine.model,
+            (dummy,),
+            buffer,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                          OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
     model = onnx.load_from_string(buffer.getvalue())
     entry = model.metadata_props.add()
     entry.key = METADATA_KEY

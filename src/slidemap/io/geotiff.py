@@ -75,7 +75,7 @@ class RasterInfo:
         """``(x, y)`` pixel size in metres; for a geographic CRS, at the raster's centre."""
         res_x, res_y = abs(self.transform.a), abs(self.transform.e)
         if self.crs.is_geographic:
-            centre_lat = (self.transform * (self.width / 2, self.height / 2))[1]
+            centre_lat = (self.transform @ (self.width / 2, self.height / 2))[1]
             metres_per_degree = 111_320.0
             return (res_x * metres_per_degree * math.cos(math.radians(centre_lat)),
                     res_y * metres_per_degree)
@@ -91,8 +91,8 @@ class RasterInfo:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """``(left, bottom, right, top)`` in the raster's CRS."""
-        left, top = self.transform * (0, 0)
-        right, bottom = self.transform * (self.width, self.height)
+        left, top = self.transform @ (0, 0)
+        right, bottom = self.transform @ (self.width, self.height)
         return min(left, right), min(bottom, top), max(left, right), max(bottom, top)
 
     def geo_profile(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +27,17 @@ GROUP_NORM_GROUPS = 8
 
 #: builds an attention layer (e.g. CBAM) for a feature map of the given channel count.
 AttentionFactory = Callable[[int], nn.Module]
+
+
+def exporting() -> bool:
+    """True while tracing, compiling or exporting (ONNX, ``torch.export``): layers then take
+    their plain, exportable path instead of an eager-only fast one."""
+    return (
+        torch.jit.is_tracing()
+        or torch.compiler.is_compiling()
+        or torch.compiler.is_exporting()
+        or torch.onnx.is_in_onnx_export()
+    )
 
 
 def check_common_options(base_channels: int, depth: int, dropout: float) -> None:
@@ -157,6 +168,50 @@ class UpStep(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         joined = torch.cat((self.up(x), self.skip_attention(skip)), dim=1)
         return self.attention(self.block(joined))
+
+
+class Encoder(nn.ModuleList):
+    """``len(widths)`` :class:`DownStep` s, the first without down-sampling.
+
+    ``(B, in_channels, H, W)`` -> one feature per level, level ``i`` being
+    ``(B, widths[i], H / 2**i, W / 2**i)``; the last is the deepest (the bottleneck).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        widths: Sequence[int],
+        norm: str = "batch",
+        dropout: float = 0.0,
+        attention: AttentionFactory | None = None,
+    ):
+        super().__init__(
+            DownStep(c_in, c_out, norm, dropout, downsample=level > 0, attention=attention)
+            for level, (c_in, c_out) in enumerate(
+                zip([in_channels, *widths[:-1]], widths, strict=True)
+            )
+        )
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        features = []
+        for step in self:
+            x = step(x)
+            features.append(x)
+        return features
+
+
+class Decoder(nn.ModuleList):
+    """Steps ``step(x, skip) -> x`` applied deepest first: ``self[0]`` joins the deepest skip.
+
+    ``forward(x, skips)`` takes one skip per step, shallow-to-deep (as :class:`Encoder`
+    returns its features, less the deepest one, which is ``x``); a skip is whatever the
+    steps join: a feature map (UNet, DP-FCN) or pooling indices (SegNet).
+    """
+
+    def forward(self, x: torch.Tensor, skips: Sequence[torch.Tensor]) -> torch.Tensor:
+        for step, skip in zip(self, reversed(skips), strict=True):
+            x = step(x, skip)
+        return x
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

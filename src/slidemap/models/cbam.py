@@ -25,17 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slidemap.errors import ConfigError
-
-
-def _exporting() -> bool:
-    """True while tracing, compiling or exporting (ONNX / torch.export), where the graph
-    must not depend on the batch size."""
-    return (
-        torch.jit.is_tracing()
-        or torch.compiler.is_compiling()
-        or torch.compiler.is_exporting()
-        or torch.onnx.is_in_onnx_export()
-    )
+from slidemap.models.blocks import exporting
 
 
 @dataclass(frozen=True)
@@ -77,9 +67,30 @@ class ChannelAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Eq. 5: F_avg and F_max side by side as a (B, C, 1, 2) map, so the shared MLP
         # runs once for both; summing the two columns is the "+" of Eq. 6.
-        # (adaptive pools, unlike mean/amax over dims, are fast for channels_last too)
-        pooled = torch.cat((F.adaptive_avg_pool2d(x, 1), F.adaptive_max_pool2d(x, 1)), dim=3)
+        if x.is_contiguous():
+            f_avg, f_max = x.mean(dim=(2, 3), keepdim=True), x.amax(dim=(2, 3), keepdim=True)
+        else:  # channels_last: amax over (H, W) is slow there, the pooling kernels are not
+            f_avg, f_max = F.adaptive_avg_pool2d(x, 1), F.adaptive_max_pool2d(x, 1)
+        pooled = torch.cat((f_avg, f_max), dim=3)
         return torch.sigmoid(self.mlp(pooled).sum(dim=3, keepdim=True))
+
+
+def _channel_mean_max(x: torch.Tensor) -> torch.Tensor:
+    """Channel-wise mean and max of ``(B, C, H, W)`` stacked as ``(B, 2, H, W)`` (Eq. 8)."""
+    if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
+        return torch.stack((x.mean(dim=1), x.amax(dim=1)), dim=1)
+    # channels_last: C is the innermost axis, where torch's CPU reductions are 3-5x slower
+    # than a mat-vec product (mean) or a halving tree of element-wise maxima (max).
+    batch, channels, height, width = x.shape
+    rows = x.permute(0, 2, 3, 1).reshape(-1, channels)  # (B*H*W, C), a view
+    mean = rows @ rows.new_full((channels,), 1.0 / channels)
+    peak = rows
+    while peak.shape[1] > 1:
+        half = peak.shape[1] // 2
+        folded = torch.maximum(peak[:, :half], peak[:, half : 2 * half])
+        peak = torch.cat((folded, peak[:, 2 * half :]), dim=1) if peak.shape[1] % 2 else folded
+    size = (batch, height, width)
+    return torch.stack((mean.view(size), peak.view(size)), dim=1)
 
 
 class SpatialAttention(nn.Module):
@@ -97,8 +108,8 @@ class SpatialAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = x.shape
-        stats = torch.stack((x.mean(dim=1), x.amax(dim=1)), dim=1)  # (B, 2, H, W), Eq. 8
-        if _exporting():
+        stats = _channel_mean_max(x)  # (B, 2, H, W), Eq. 8
+        if exporting():
             return torch.sigmoid(self.conv(stats))  # Eq. 9, batch-size independent graph
         # Eq. 9, same numbers: the dense 2->1 conv is the sum of one depthwise conv per
         # stat map, and oneDNN runs it 2-3x faster as a depthwise conv over the batch

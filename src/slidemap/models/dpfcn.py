@@ -36,7 +36,8 @@ from torch import nn
 
 from slidemap.errors import ConfigError
 from slidemap.models.blocks import (
-    DownStep,
+    Decoder,
+    Encoder,
     SegmentationNet,
     check_common_options,
     conv_norm_act,
@@ -140,24 +141,13 @@ class DPFCN(SegmentationNet):
         dilation_rates = _positive_ints("dilation_rates", dilation_rates)
         self.size_multiple = 2**depth * math.lcm(*pool_bins)
         widths = stage_widths(base_channels, depth + 1)
-        self.encoder = nn.ModuleList(
-            DownStep(c_in, c_out, norm, dropout, downsample=level > 0)
-            for level, (c_in, c_out) in enumerate(
-                zip([in_channels, *widths[:-1]], widths, strict=True)
-            )
-        )
+        self.encoder = Encoder(in_channels, widths, norm, dropout)
         self.context = ContextPyramid(widths[-1], pool_bins, dilation_rates, norm, dropout)
-        self.decoder = nn.ModuleList(
+        self.decoder = Decoder(
             FuseUp(widths[level + 1], widths[level], norm) for level in reversed(range(depth))
         )
         self.head = nn.Conv2d(widths[0], 1, kernel_size=1)
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        skips: list[torch.Tensor] = []
-        for step in self.encoder:
-            x = step(x)
-            skips.append(x)
-        x = self.context(skips.pop())
-        for step, skip in zip(self.decoder, reversed(skips), strict=True):
-            x = step(x, skip)
-        return self.head(x)
+        *skips, deepest = self.encoder(x)
+        return self.head(self.decoder(self.context(deepest), skips))

@@ -11,8 +11,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from slidemap.models.blocks import ConvBlock, SegmentationNet, check_common_options, stage_widths
+from slidemap.models.blocks import (
+    ConvBlock,
+    Decoder,
+    SegmentationNet,
+    check_common_options,
+    exporting,
+    stage_widths,
+)
 from slidemap.models.registry import register_model
+
+
+class UnpoolStep(nn.Module):
+    """SegNet decoder step: ``max_unpool2d`` by stored indices, then a ConvBlock.
+
+    ``x (B, in_channels, h, w)`` and ``argmax (B, in_channels, h, w)`` (indices into the
+    ``2h x 2w`` map) -> ``(B, out_channels, 2h, 2w)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str, dropout: float):
+        super().__init__()
+        self.block = ConvBlock(in_channels, out_channels, norm, dropout)
+
+    def forward(self, x: torch.Tensor, argmax: torch.Tensor) -> torch.Tensor:
+        if not exporting():
+            return self.block(F.max_unpool2d(x, argmax, kernel_size=2))
+        # ONNX has no exportable max_unpool2d here: the same operation as a scatter of each
+        # (b, c) plane's values to their flat argmax positions (ScatterElements).
+        batch, channels, height, width = x.shape
+        flat = x.new_zeros(batch, channels, 4 * height * width)
+        flat = flat.scatter(2, argmax.flatten(2), x.flatten(2))
+        return self.block(flat.view(batch, channels, 2 * height, 2 * width))
 
 
 @register_model("segnet", "SegNet: conv encoder, decoder up-sampled by max-pooling indices")
@@ -52,8 +81,8 @@ class SegNet(SegmentationNet):
             for c_in, c_out in zip([in_channels, *widths[:-1]], widths, strict=True)
         )
         # decoder[0] works at the deepest level; each maps width[level] -> width[level - 1].
-        self.decoder = nn.ModuleList(
-            ConvBlock(widths[level], widths[max(level - 1, 0)], norm, dropout)
+        self.decoder = Decoder(
+            UnpoolStep(widths[level], widths[max(level - 1, 0)], norm, dropout)
             for level in reversed(range(depth))
         )
         self.head = nn.Conv2d(widths[0], 1, kernel_size=1)
@@ -63,6 +92,4 @@ class SegNet(SegmentationNet):
         for block in self.encoder:
             x, argmax = F.max_pool2d(block(x), kernel_size=2, return_indices=True)
             indices.append(argmax)
-        for block, argmax in zip(self.decoder, reversed(indices), strict=True):
-            x = block(F.max_unpool2d(x, argmax, kernel_size=2))
-        return self.head(x)
+        return self.head(self.decoder(x, indices))

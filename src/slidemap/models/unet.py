@@ -23,7 +23,8 @@ from torch import nn
 
 from slidemap.models.blocks import (
     AttentionFactory,
-    DownStep,
+    Decoder,
+    Encoder,
     SegmentationNet,
     UpStep,
     check_common_options,
@@ -86,21 +87,11 @@ class UNet(SegmentationNet):
         if cbam_encoder or cbam_decoder or cbam_skip:
             cbam = partial(CBAM, reduction=reduction, spatial_kernel=spatial_kernel)
             cbam(widths[0])  # validates reduction and spatial_kernel at construction
-        self.encoder = nn.ModuleList(
-            DownStep(
-                c_in,
-                c_out,
-                norm,
-                dropout,
-                downsample=level > 0,
-                attention=cbam if cbam_encoder else None,
-            )
-            for level, (c_in, c_out) in enumerate(
-                zip([in_channels, *widths[:-1]], widths, strict=True)
-            )
+        self.encoder = Encoder(
+            in_channels, widths, norm, dropout, attention=cbam if cbam_encoder else None
         )
         # decoder[0] is the deepest step: bottleneck -> level depth-1.
-        self.decoder = nn.ModuleList(
+        self.decoder = Decoder(
             UpStep(
                 widths[level + 1],
                 widths[level],
@@ -115,14 +106,8 @@ class UNet(SegmentationNet):
         self.head = nn.Conv2d(widths[0], 1, kernel_size=1)
 
     def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
-        skips: list[torch.Tensor] = []
-        for step in self.encoder:
-            x = step(x)
-            skips.append(x)
-        x = skips.pop()  # bottleneck output z (Eq. 2)
-        for step, skip in zip(self.decoder, reversed(skips), strict=True):
-            x = step(x, skip)
-        return self.head(x)
+        *skips, bottleneck = self.encoder(x)  # bottleneck output z (Eq. 2)
+        return self.head(self.decoder(bottleneck, skips))
 
     def attention_maps(self, x: torch.Tensor) -> dict[str, AttentionMaps]:
         """Run ``x`` and return every CBAM's maps by module name (empty for a plain UNet)."""

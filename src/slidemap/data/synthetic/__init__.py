@@ -13,7 +13,14 @@ reflectance, atmosphere, sensor), ``render`` (one tile), ``patches`` (.h5 datase
 from slidemap.data.synthetic.landcover import CONFUSERS, LandCover
 from slidemap.data.synthetic.patches import SyntheticPatch, generate_dataset, synth_patch
 
-__all__ = ["CONFUSERS", "LandCover", "SyntheticPatch", "generate_dataset", "generate_scene", "synth_patch"]
+__all__ = [
+    "CONFUSERS",
+    "LandCover",
+    "SyntheticPatch",
+    "generate_dataset",
+    "generate_scene",
+    "synth_patch",
+]
 
 
 def __getattr__(name: str):  # noqa: ANN202 - module-level lazy attribute

@@ -45,7 +45,9 @@ class Conditions:
     cirrus_reflectance: float
 
 
-def draw_conditions(rng: np.random.Generator, *, landslide_fraction: float | None = None) -> Conditions:
+def draw_conditions(
+    rng: np.random.Generator, *, landslide_fraction: float | None = None
+) -> Conditions:
     """Draw one patch's conditions.
 
     Args:
@@ -53,10 +55,14 @@ def draw_conditions(rng: np.random.Generator, *, landslide_fraction: float | Non
             by default a quarter of patches get none and the rest a log-normal share.
     """
     valley = rng.random() < 0.5
-    relief = rng.uniform(80.0, 340.0) if not valley else rng.uniform(70.0, 260.0)
-    base = rng.uniform(80.0, 2800.0)
+    relief = rng.uniform(100.0, 420.0) if not valley else rng.uniform(85.0, 320.0)
+    base = rng.uniform(20.0, 300.0) if rng.random() < 0.3 else rng.uniform(300.0, 2800.0)
     if landslide_fraction is None:
-        landslide_fraction = 0.0 if rng.random() < 0.2 else float(np.clip(rng.lognormal(np.log(0.045), 0.6), 0.005, 0.15))
+        landslide_fraction = (
+            0.0
+            if rng.random() < 0.2
+            else float(np.clip(rng.lognormal(np.log(0.045), 0.6), 0.005, 0.15))
+        )
     cirrus = float(rng.uniform(0.003, 0.02)) if rng.random() < 0.25 else 0.0
     lo = rng.uniform(8.0, 20.0)
     return Conditions(
@@ -80,7 +86,7 @@ def draw_conditions(rng: np.random.Generator, *, landslide_fraction: float | Non
         landslide_fraction=landslide_fraction,
         sun_elevation_deg=rng.uniform(30.0, 65.0),
         sun_azimuth_deg=rng.uniform(120.0, 170.0),
-        aerosol=float(rng.lognormal(0.0, 0.35)),
+        aerosol=float(rng.lognormal(0.0, 0.15)),
         water_vapour_transmittance=rng.uniform(0.43, 0.62),
         cirrus_reflectance=cirrus,
     )

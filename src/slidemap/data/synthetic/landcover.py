@@ -34,7 +34,12 @@ class LandCover(IntEnum):
 
 
 #: Classes that look like landslides spectrally (bare soil, gravel, sealed ground).
-CONFUSERS: tuple[LandCover, ...] = (LandCover.BARE_FIELD, LandCover.RIVERBED, LandCover.ROAD, LandCover.URBAN)
+CONFUSERS: tuple[LandCover, ...] = (
+    LandCover.BARE_FIELD,
+    LandCover.RIVERBED,
+    LandCover.ROAD,
+    LandCover.URBAN,
+)
 
 
 def _quantile(p: float) -> float:
@@ -92,7 +97,11 @@ def classify(
     lc[floor & (river < cond.river_half_width)] = LandCover.RIVERBED
     lc[floor & (river < 0.35 * cond.river_half_width)] = LandCover.WATER
 
-    roads = floor & _level_set_band(fields["road"], cond.road_half_width_px) & (river >= cond.river_half_width)
+    roads = (
+        floor
+        & _level_set_band(fields["road"], cond.road_half_width_px)
+        & (river >= cond.river_half_width)
+    )
     if cond.contour_road_m is not None:
         contour = _level_set_band(dem_m - cond.contour_road_m, cond.road_half_width_px)
         roads |= contour & (fields["road_presence"] > 0.2) & (slope_deg < 50.0)

@@ -40,7 +40,10 @@ class Landslide:
         """Approximate area in pixels (capsule chain: widths × lengths plus the round ends)."""
         seg = np.linalg.norm(np.diff(self.path_rc, axis=0), axis=1)
         mean_r = 0.5 * (self.radius_px[1:] + self.radius_px[:-1])
-        return float(np.sum(2.0 * mean_r * seg) + np.pi * 0.5 * (self.radius_px[0] ** 2 + self.radius_px[-1] ** 2))
+        return float(
+            np.sum(2.0 * mean_r * seg)
+            + np.pi * 0.5 * (self.radius_px[0] ** 2 + self.radius_px[-1] ** 2)
+        )
 
     def bbox(self, pad: float = 2.0) -> tuple[int, int, int, int]:
         """(row0, col0, row1, col1) integer bounds, half-open, enclosing the outline."""
@@ -105,9 +108,13 @@ def trace_downslope(
     return np.array(path)
 
 
-def downslope_gradients(dem_m: np.ndarray, smoothing_px: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+def downslope_gradients(
+    dem_m: np.ndarray, smoothing_px: float = 2.0
+) -> tuple[np.ndarray, np.ndarray]:
     """``(dz/drow, dz/dcol)`` of the Gaussian-smoothed DEM, metres per pixel: (H, W) each."""
-    smooth = ndimage.gaussian_filter(np.asarray(dem_m, dtype=np.float64), smoothing_px, mode="nearest")
+    smooth = ndimage.gaussian_filter(
+        np.asarray(dem_m, dtype=np.float64), smoothing_px, mode="nearest"
+    )
     g_row, g_col = np.gradient(smooth)
     return g_row, g_col
 
@@ -206,7 +213,9 @@ def rasterise_landslides(
         pixels = np.stack([rows + origin_rc[0], cols + origin_rc[1]], axis=-1).reshape(-1, 1, 2)
         a, b = slide.path_rc[:-1][None], slide.path_rc[1:][None]
         ab = b - a
-        along = np.clip(np.sum((pixels - a) * ab, axis=-1) / np.maximum(np.sum(ab * ab, axis=-1), 1e-12), 0, 1)
+        along = np.clip(
+            np.sum((pixels - a) * ab, axis=-1) / np.maximum(np.sum(ab * ab, axis=-1), 1e-12), 0, 1
+        )
         dist = np.linalg.norm(pixels - (a + along[..., None] * ab), axis=-1)
         radius = slide.radius_px[:-1][None] + along * np.diff(slide.radius_px)[None]
         excess = dist - radius  # (M, S): < 0 inside that segment's capsule
@@ -215,7 +224,9 @@ def rasterise_landslides(
         if edge_noise is not None:
             margin = margin - edge_noise[r0:r1, c0:c1]
         hit = margin < 0
-        t = ((best + along[np.arange(best.size), best]) / (len(slide.path_rc) - 1)).reshape(rows.shape)
+        t = ((best + along[np.arange(best.size), best]) / (len(slide.path_rc) - 1)).reshape(
+            rows.shape
+        )
         block = position[r0:r1, c0:c1]
         # Where two landslides overlap keep the one nearer its crown (the fresher scar).
         take = hit & ~(block <= t)

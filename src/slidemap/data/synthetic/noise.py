@@ -70,7 +70,9 @@ def smooth_noise(shape: tuple[int, int], rng: np.random.Generator, scale_px: flo
     amplitude[0, 0] = 0.0
     field = _synthesise(coarse_shape, full, amplitude, rng)
     if step > 1:
-        field = cubic_resample(field, fine_coordinates(0, shape[0], step), fine_coordinates(0, shape[1], step))
+        field = cubic_resample(
+            field, fine_coordinates(0, shape[0], step), fine_coordinates(0, shape[1], step)
+        )
 
     return (field - field.mean()) / max(float(field.std()), 1e-12)
 
@@ -125,7 +127,9 @@ def hash_uniform(seed: int, *keys: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         h = np.full(np.broadcast(*keys).shape, np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15))
         for key in keys:
-            h = h ^ (np.asarray(key).astype(np.int64).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15))
+            h = h ^ (
+                np.asarray(key).astype(np.int64).astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+            )
             h = (h ^ (h >> np.uint64(30))) * _MIX_1
             h = (h ^ (h >> np.uint64(27))) * _MIX_2
             h = h ^ (h >> np.uint64(31))

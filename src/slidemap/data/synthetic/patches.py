@@ -31,6 +31,7 @@ PIXEL_SIZE_M = 10.0
 #: Extra terrain around a patch, pixels: landslides may start outside and run in, and
 #: smoothed slope has context at the border.
 MARGIN_PX = 16
+DEM_SMOOTHING_PX = 1.0
 #: Folder of each split in the official layout, in writing order.
 SPLIT_DIRS: tuple[str, ...] = ("TrainData", "ValidData", "TestData")
 #: Written last into the root: what was generated and how many landslide pixels it holds.
@@ -57,7 +58,9 @@ class SyntheticPatch:
     dem_m: np.ndarray
 
 
-def to_stored_units(dn: np.ndarray, slope: np.ndarray, dem_m: np.ndarray, band_set: BandSet) -> np.ndarray:
+def to_stored_units(
+    dn: np.ndarray, slope: np.ndarray, dem_m: np.ndarray, band_set: BandSet
+) -> np.ndarray:
     """Sentinel-2 DN, slope and DEM → one (H, W, 14) float64 image in the band set's stored units.
 
     Values are quantised as in the real files: reflectance to 1e-4 (the DN), slope to whole
@@ -73,7 +76,9 @@ def to_stored_units(dn: np.ndarray, slope: np.ndarray, dem_m: np.ndarray, band_s
     return np.moveaxis(physical / factors[:, None, None], 0, -1)
 
 
-def synth_patch(rng: np.random.Generator, size: int = 128, band_set: BandSet | None = None) -> SyntheticPatch:
+def synth_patch(
+    rng: np.random.Generator, size: int = 128, band_set: BandSet | None = None
+) -> SyntheticPatch:
     """Generate one patch of ``size``×``size`` 10 m pixels (Landslide4Sense ``l4s14`` bands)."""
     band_set = band_set or get_band_set("l4s14")
     cond = draw_conditions(rng)
@@ -86,10 +91,14 @@ def synth_patch(rng: np.random.Generator, size: int = 128, band_set: BandSet | N
         ridge_weight=cond.ridge_weight,
         floor_quantile=cond.floor_quantile,
     )
+    # The Landslide4Sense DEM comes from a coarser sensor (ALOS PALSAR, 12.5 m): no 10 m roughness.
+    dem = ndimage.gaussian_filter(dem, DEM_SMOOTHING_PX, mode="nearest")
     slope = slope_deg(dem, PIXEL_SIZE_M)
     smooth_slope = ndimage.gaussian_filter(slope, 6.0, mode="nearest")
     inner = (slice(MARGIN_PX, MARGIN_PX + size),) * 2
-    fields = {name: smooth_noise((size, size), rng, scale) for name, scale in FIELD_SCALES_PX.items()}
+    fields = {
+        name: smooth_noise((size, size), rng, scale) for name, scale in FIELD_SCALES_PX.items()
+    }
 
     eligible = (slope > 25.0) & (smooth_slope > cond.floor_slope_deg + 4.0)
     eligible[: MARGIN_PX - 4] = eligible[-MARGIN_PX + 4 :] = False
@@ -109,11 +118,15 @@ def synth_patch(rng: np.random.Generator, size: int = 128, band_set: BandSet | N
     return SyntheticPatch(image, out.mask, out.landcover, out.slope_deg, out.dem_m)
 
 
-def split_counts(n_patches: int, split_fractions: tuple[float, float, float]) -> tuple[int, int, int]:
+def split_counts(
+    n_patches: int, split_fractions: tuple[float, float, float]
+) -> tuple[int, int, int]:
     """Patches per split (train, valid, test): rounded, each ≥ 1 when ``n_patches`` ≥ 3."""
     fractions = np.asarray(split_fractions, dtype=float)
     if fractions.shape != (3,) or np.any(fractions < 0) or not np.isclose(fractions.sum(), 1.0):
-        raise ConfigError(f"split_fractions must be three non-negative numbers summing to 1, got {split_fractions}")
+        raise ConfigError(
+            f"split_fractions must be three non-negative numbers summing to 1, got {split_fractions}"
+        )
     if n_patches < 3:
         raise ConfigError(f"n_patches must be at least 3 (one per split), got {n_patches}")
     valid = max(1, int(round(n_patches * fractions[1])))
@@ -170,7 +183,11 @@ def generate_dataset(
         for number in range(1, count + 1):
             patch = synth_patch(np.random.default_rng([seed, index]), size, band_set)
             index += 1
-            _write_h5(root / split_dir / "img" / f"image_{number}.h5", "img", patch.image.astype(image_dtype))
+            _write_h5(
+                root / split_dir / "img" / f"image_{number}.h5",
+                "img",
+                patch.image.astype(image_dtype),
+            )
             _write_h5(root / split_dir / "mask" / f"mask_{number}.h5", "mask", patch.mask)
             landslide_pixels += int(patch.mask.sum())
         summary["splits"][split_dir] = {  # type: ignore[index]

@@ -116,9 +116,17 @@ def _surface(
     fields_here = landcover == LandCover.BARE_FIELD
     rows, cols = np.nonzero(fields_here)
     angle = np.radians(cond.field_angle_deg)
-    u = np.floor(((rows + origin_rc[0]) * np.cos(angle) + (cols + origin_rc[1]) * np.sin(angle)) / cond.field_size_px[0])
-    v = np.floor((-(rows + origin_rc[0]) * np.sin(angle) + (cols + origin_rc[1]) * np.cos(angle)) / cond.field_size_px[1])
-    brightness[fields_here] = 0.1 + 0.8 * hash_uniform(cond.hash_seed + 1, u, v) + 0.08 * soil_noise[fields_here]
+    u = np.floor(
+        ((rows + origin_rc[0]) * np.cos(angle) + (cols + origin_rc[1]) * np.sin(angle))
+        / cond.field_size_px[0]
+    )
+    v = np.floor(
+        (-(rows + origin_rc[0]) * np.sin(angle) + (cols + origin_rc[1]) * np.cos(angle))
+        / cond.field_size_px[1]
+    )
+    brightness[fields_here] = (
+        0.1 + 0.8 * hash_uniform(cond.hash_seed + 1, u, v) + 0.08 * soil_noise[fields_here]
+    )
     vegetation[fields_here] = 0.3 * hash_uniform(cond.hash_seed + 2, u, v)
 
     riverbed = landcover == LandCover.RIVERBED
@@ -149,20 +157,32 @@ def render_tile(
     """
     h, w = tile.shape
     slope_full = slope_deg(tile.dem_m, tile.pixel_size_m)
-    light_full = illumination(tile.dem_m, tile.pixel_size_m, cond.sun_elevation_deg, cond.sun_azimuth_deg)
+    light_full = illumination(
+        tile.dem_m, tile.pixel_size_m, cond.sun_elevation_deg, cond.sun_azimuth_deg
+    )
     dem = tile.dem_m[1:-1, 1:-1]
     slope = slope_full[1:-1, 1:-1]
     fields = tile.fields
 
     landcover = classify(dem, slope, tile.smooth_slope_deg, fields, tile.origin_rc, cond)
-    inside, position = rasterise_landslides(slides, tile.origin_rc, (h, w), edge_noise=0.8 * fields["edge"])
+    inside, position = rasterise_landslides(
+        slides, tile.origin_rc, (h, w), edge_noise=0.8 * fields["edge"]
+    )
     landcover[inside] = LandCover.LANDSLIDE
 
     surface = _surface(landcover, position, fields, tile.origin_rc, cond)
-    haze = np.clip(1.0 + 0.3 * fields["haze"], 0.3, None)
+    haze = np.clip(1.0 + 0.15 * fields["haze"], 0.3, None)
     cirrus = cond.cirrus_reflectance * np.exp(0.7 * fields["cirrus"] - 0.245)
     toa = spectra.top_of_atmosphere(
-        surface, light_full[1:-1, 1:-1], haze, cirrus, dem, cond.aerosol, cond.water_vapour_transmittance
+        surface,
+        light_full[1:-1, 1:-1],
+        haze,
+        cirrus,
+        dem,
+        cond.aerosol,
+        cond.water_vapour_transmittance,
     )
     dn = spectra.sensor(toa, rng, tile.origin_rc)
-    return RenderedTile(dn=dn, mask=inside.astype(np.uint8), landcover=landcover, slope_deg=slope, dem_m=dem)
+    return RenderedTile(
+        dn=dn, mask=inside.astype(np.uint8), landcover=landcover, slope_deg=slope, dem_m=dem
+    )

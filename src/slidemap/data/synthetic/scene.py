@@ -10,8 +10,8 @@ All three share a UTM CRS (EPSG:32645, Nepal) and the same upper-left corner.
 
 Memory: the 30 m DEM, its slope and the long-range random fields (on a 60 m grid) are held
 for the whole scene; the image is rendered and written in 480 × 480 blocks. Peak memory is
-about 11 bytes per image pixel (≈ 0.7 GB at 8192², most of it the FFT that synthesises
-the DEM), independent of the number of bands.
+dominated by the FFT that synthesises the DEM on a grid twice the DEM's size: estimated
+≈ 0.8 GB at 8192² (not measured), independent of the number of bands.
 """
 
 from __future__ import annotations
@@ -26,7 +26,13 @@ from scipy import ndimage
 from slidemap.data.synthetic.conditions import draw_conditions
 from slidemap.data.synthetic.landslides import Landslide, place_landslides
 from slidemap.data.synthetic.noise import cubic_resample, fine_coordinates, smooth_noise
-from slidemap.data.synthetic.render import FIELD_SCALES_PX, LOCAL_FIELDS, Tile, local_fields, render_tile
+from slidemap.data.synthetic.render import (
+    FIELD_SCALES_PX,
+    LOCAL_FIELDS,
+    Tile,
+    local_fields,
+    render_tile,
+)
 from slidemap.data.synthetic.spectra import BAND_NAMES
 from slidemap.data.synthetic.terrain import mountain_dem, slope_deg
 from slidemap.errors import ConfigError
@@ -61,7 +67,9 @@ def generate_scene(out: str | Path, size_px: int = 2048, seed: int = 0) -> dict[
 
     n_dem = math.ceil(size_px / DEM_FACTOR) + 1
     dem_res = PIXEL_SIZE_M * DEM_FACTOR
-    dem = mountain_dem((n_dem, n_dem), rng, relief_m=1.0, base_m=0.0, ridge_weight=0.5, floor_quantile=0.3)
+    dem = mountain_dem(
+        (n_dem, n_dem), rng, relief_m=1.0, base_m=0.0, ridge_weight=0.5, floor_quantile=0.3
+    )
     # Scale relief so that the mean slope is that of the real sites, whatever the scene size.
     mean_gradient = float(np.mean(np.tan(np.radians(slope_deg(dem, dem_res)))))
     dem = cond.base_m + dem * (np.tan(np.radians(MEAN_SLOPE_DEG)) / max(mean_gradient, 1e-12))
@@ -69,7 +77,10 @@ def generate_scene(out: str | Path, size_px: int = 2048, seed: int = 0) -> dict[
     smooth_slope = ndimage.gaussian_filter(slope, 6.0 / DEM_FACTOR, mode="nearest")
     eligible = (slope > 25.0) & (smooth_slope > cond.floor_slope_deg + 4.0)
     slides = place_landslides(
-        dem, slope, eligible, rng,
+        dem,
+        slope,
+        eligible,
+        rng,
         pixel_size_m=dem_res,
         target_area_px=LANDSLIDE_FRACTION * (size_px / DEM_FACTOR) ** 2,
         size_scale=1.0 / DEM_FACTOR,
@@ -85,14 +96,30 @@ def generate_scene(out: str | Path, size_px: int = 2048, seed: int = 0) -> dict[
     }
 
     paths = {"image": out / "image.tif", "dem": out / "dem.tif", "labels": out / "labels.tif"}
-    common = {"driver": "GTiff", "crs": CRS, "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate"}
+    common = {
+        "driver": "GTiff",
+        "crs": CRS,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
+        "compress": "deflate",
+    }
     image_profile = common | {
-        "width": size_px, "height": size_px, "count": 12, "dtype": "uint16", "nodata": 0, "predictor": 2,
+        "width": size_px,
+        "height": size_px,
+        "count": 12,
+        "dtype": "uint16",
+        "nodata": 0,
+        "predictor": 2,
         "transform": from_origin(*ORIGIN_XY, PIXEL_SIZE_M, PIXEL_SIZE_M),
     }
     label_profile = image_profile | {"count": 1, "dtype": "uint8", "nodata": 255, "predictor": 1}
     dem_profile = common | {
-        "width": n_dem, "height": n_dem, "count": 1, "dtype": "float32", "predictor": 3,
+        "width": n_dem,
+        "height": n_dem,
+        "count": 1,
+        "dtype": "float32",
+        "predictor": 3,
         "transform": from_origin(*ORIGIN_XY, dem_res, dem_res),
     }
     with (
@@ -103,14 +130,18 @@ def generate_scene(out: str | Path, size_px: int = 2048, seed: int = 0) -> dict[
     ):
         for band, name in enumerate(BAND_NAMES, start=1):
             image.set_band_description(band, name)
-        image.update_tags(units="reflectance x 10000", generator="slidemap.data.synthetic", seed=str(seed))
+        image.update_tags(
+            units="reflectance x 10000", generator="slidemap.data.synthetic", seed=str(seed)
+        )
         labels.set_band_description(1, "landslide")
         for r0 in range(0, size_px, BLOCK_PX):
             for c0 in range(0, size_px, BLOCK_PX):
                 h, w = min(BLOCK_PX, size_px - r0), min(BLOCK_PX, size_px - c0)
                 block_rng = np.random.default_rng([seed, r0, c0])
                 tile = _tile(dem, smooth_slope, long_fields, (r0, c0), (h, w), block_rng)
-                rendered = render_tile(tile, by_block[(r0 // BLOCK_PX, c0 // BLOCK_PX)], cond, block_rng)
+                rendered = render_tile(
+                    tile, by_block[(r0 // BLOCK_PX, c0 // BLOCK_PX)], cond, block_rng
+                )
                 outside = _outside_swath((r0, c0), (h, w), size_px)
                 rendered.dn[:, outside] = 0
                 rendered.mask[outside] = 255
@@ -148,7 +179,9 @@ def _tile(
     )
 
 
-def _bin_by_block(slides: list[Landslide], size_px: int) -> defaultdict[tuple[int, int], list[Landslide]]:
+def _bin_by_block(
+    slides: list[Landslide], size_px: int
+) -> defaultdict[tuple[int, int], list[Landslide]]:
     """Landslides listed under every block their bounding box touches."""
     n_blocks = math.ceil(size_px / BLOCK_PX)
     by_block: defaultdict[tuple[int, int], list[Landslide]] = defaultdict(list)

@@ -20,7 +20,20 @@ import numpy as np
 
 N_BANDS = 12
 #: Band order of Landslide4Sense (and of every array here).
-BAND_NAMES: tuple[str, ...] = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B9", "B10", "B11", "B12")
+BAND_NAMES: tuple[str, ...] = (
+    "B1",
+    "B2",
+    "B3",
+    "B4",
+    "B5",
+    "B6",
+    "B7",
+    "B8",
+    "B9",
+    "B10",
+    "B11",
+    "B12",
+)
 CIRRUS = BAND_NAMES.index("B10")
 WATER_VAPOUR = BAND_NAMES.index("B9")
 #: Native resolution of each band relative to 10 m (B1, B9, B10 at 60 m; B5–B7, B11, B12 at 20 m).
@@ -33,18 +46,48 @@ ENDMEMBERS: dict[str, np.ndarray] = {
         "forest": (0.022, 0.028, 0.050, 0.028, 0.080, 0.210, 0.260, 0.280, 0.280, 0, 0.140, 0.062),
         "shrub": (0.032, 0.042, 0.070, 0.058, 0.108, 0.205, 0.240, 0.258, 0.262, 0, 0.215, 0.115),
         "crop": (0.028, 0.038, 0.078, 0.042, 0.108, 0.290, 0.360, 0.380, 0.380, 0, 0.200, 0.095),
-        "soil_dark": (0.048, 0.058, 0.082, 0.105, 0.125, 0.145, 0.160, 0.175, 0.185, 0, 0.245, 0.195),
-        "soil_bright": (0.095, 0.125, 0.175, 0.225, 0.255, 0.275, 0.295, 0.315, 0.325, 0, 0.400, 0.340),
+        "soil_dark": (
+            0.048,
+            0.058,
+            0.082,
+            0.105,
+            0.125,
+            0.145,
+            0.160,
+            0.175,
+            0.185,
+            0,
+            0.245,
+            0.195,
+        ),
+        "soil_bright": (
+            0.095,
+            0.125,
+            0.175,
+            0.225,
+            0.255,
+            0.275,
+            0.295,
+            0.315,
+            0.325,
+            0,
+            0.400,
+            0.340,
+        ),
         "water": (0.060, 0.068, 0.078, 0.058, 0.048, 0.030, 0.025, 0.020, 0.018, 0, 0.010, 0.008),
         "urban": (0.085, 0.105, 0.125, 0.135, 0.155, 0.175, 0.185, 0.195, 0.200, 0, 0.235, 0.205),
     }.items()
 }
 #: Additive path radiance (aerosol + Rayleigh) at aerosol = 1, as reflectance.
-PATH_REFLECTANCE = np.array([0.078, 0.052, 0.028, 0.017, 0.013, 0.009, 0.007, 0.006, 0.004, 0.0, 0.002, 0.001])
+PATH_REFLECTANCE = np.array(
+    [0.078, 0.052, 0.028, 0.017, 0.013, 0.009, 0.007, 0.006, 0.004, 0.0, 0.002, 0.001]
+)
 #: Two-way transmittance of the surface signal.
 TRANSMITTANCE = np.array([0.74, 0.78, 0.78, 0.79, 0.80, 0.81, 0.82, 0.82, 0.82, 0.0, 0.84, 0.84])
 #: Sensor noise, reflectance (1 sigma).
-NOISE_SIGMA = np.array([0.0015, 0.0020, 0.0020, 0.0020, 0.0020, 0.0020, 0.0020, 0.0025, 0.0020, 0.0002, 0.0020, 0.0020])
+NOISE_SIGMA = np.array(
+    [0.0015, 0.0020, 0.0020, 0.0020, 0.0020, 0.0020, 0.0020, 0.0025, 0.0020, 0.0002, 0.0020, 0.0020]
+)
 #: Fraction of a thin cirrus layer's B10 reflectance that it adds to the other bands.
 CIRRUS_SPILL = 0.8
 #: B10 reflectance of a clear sky (water vapour absorbs nearly all surface signal).
@@ -66,7 +109,9 @@ def soil_reflectance(brightness: np.ndarray, vegetation_fraction: np.ndarray) ->
     b = np.clip(brightness, 0.0, 1.2)[None]
     fv = np.clip(vegetation_fraction, 0.0, 1.0)[None]
     shape = (N_BANDS,) + (1,) * (b.ndim - 1)
-    soil = (1.0 - b) * ENDMEMBERS["soil_dark"].reshape(shape) + b * ENDMEMBERS["soil_bright"].reshape(shape)
+    soil = (1.0 - b) * ENDMEMBERS["soil_dark"].reshape(shape) + b * ENDMEMBERS[
+        "soil_bright"
+    ].reshape(shape)
     return (1.0 - fv) * soil + fv * ENDMEMBERS["shrub"].reshape(shape)
 
 
@@ -92,7 +137,10 @@ def top_of_atmosphere(
         (12, H, W) float64 TOA reflectance.
     """
     light = DIFFUSE_FRACTION + (1.0 - DIFFUSE_FRACTION) * illumination
-    toa = PATH_REFLECTANCE[:, None, None] * aerosol * haze + TRANSMITTANCE[:, None, None] * light * surface
+    toa = (
+        PATH_REFLECTANCE[:, None, None] * aerosol * haze
+        + TRANSMITTANCE[:, None, None] * light * surface
+    )
     toa[WATER_VAPOUR] *= water_vapour_transmittance
     toa += CIRRUS_SPILL * cirrus
     above_vapour = np.clip(dem_m / 4000.0, 0.0, 1.0) ** 2

@@ -78,7 +78,9 @@ def illumination(
     zenith = np.radians(90.0 - sun_elevation_deg)
     azimuth = np.radians(sun_azimuth_deg)
     # Unit vector to the sun in (east, north, up); rows grow southwards so north = -dz/drow.
-    sun = np.array([np.sin(zenith) * np.sin(azimuth), np.sin(zenith) * np.cos(azimuth), np.cos(zenith)])
+    sun = np.array(
+        [np.sin(zenith) * np.sin(azimuth), np.sin(zenith) * np.cos(azimuth), np.cos(zenith)]
+    )
     normal_e, normal_n = -dz_dx, dz_dy
     norm = np.sqrt(normal_e**2 + normal_n**2 + 1.0)
     cos_i = (normal_e * sun[0] + normal_n * sun[1] + sun[2]) / norm
