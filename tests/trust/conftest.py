@@ -85,15 +85,21 @@ def child_env() -> dict[str, str]:
 
 
 def assert_one_line_error(result: CliResult, culprit: str | Path, *problem_words: str) -> None:
-    """A non-zero exit and exactly one stderr line, naming ``culprit`` (a file name) and
-    containing each of ``problem_words`` (case-insensitive), with no traceback."""
+    """A non-zero exit and ONE error line on stderr, naming ``culprit`` (a file name) and
+    containing each of ``problem_words`` (case-insensitive), with no traceback.
+
+    Progress lines a command logged before it met the bad input (``train: 2 patches``) may
+    precede the error line; the error line must be the last line and the only one that
+    reports an error.
+    """
     assert result.code != 0, f"exit status 0 for a bad input; stdout: {result.out!r}"
+    assert "Traceback" not in result.err, result.err
     lines = result.err.strip().splitlines()
-    assert len(lines) == 1, f"expected one stderr line, got {len(lines)}:\n{result.err}"
-    line = lines[0]
-    assert "Traceback" not in result.err
-    assert line.startswith("slidemap "), line
-    assert "error:" in line, line
+    errors = [line for line in lines if "error" in line.lower() or "exception" in line.lower()]
+    assert len(errors) == 1 and lines and errors[0] == lines[-1], (
+        f"expected one error line, last on stderr; got:\n{result.err}")
+    line = lines[-1]
+    assert line.startswith("slidemap ") and ": error: " in line, line
     name = Path(culprit).name
     assert name in line, f"{name!r} not named in: {line}"
     for word in problem_words:

@@ -187,11 +187,15 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
         AtomicModelCheckpoint(
             dirpath=out_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
             save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
+            # at the epoch boundary (after validation): a resume then starts the next epoch
+            # instead of repeating the one whose validation wrote the checkpoint
+            save_on_train_epoch_end=True,
         ),
         EpochHistory(out_dir / "metrics.csv"),
     ]
     if config.trainer.patience > 0:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.trainer.patience))
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.trainer.patience,
+                                       check_on_train_epoch_end=True))
     trainer = build_trainer(config, out_dir, callbacks)
     with warnings.catch_warnings():
         # a CPU run with few batches is intended here, not a performance problem
