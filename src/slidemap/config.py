@@ -219,7 +219,7 @@ class CompareConfig:
     panels: PanelsConfig = field(default_factory=PanelsConfig)
     activations: ActivationsConfig = field(default_factory=ActivationsConfig)
     features_patch: str | None = None
-    synthetic_patches: int = 360
+    synthetic_patches: int = 240
 
     def experiments(self, source: str | Path = "<config>") -> dict[str, ExperimentConfig]:
         """Display name -> the resolved, validated experiment of each model, in config order.

@@ -66,6 +66,7 @@ def test_built_model_records_resolved_options() -> None:
     assert model.model_name == "dpfcn"
     assert model.model_options["depth"] == 3
     assert model.model_options["base_channels"] == 4
+    assert model.model_options["pool_bins"] == [1, 2, 4]  # plain data for checkpoints
 
 
 def test_profile_counts_parameters_and_flops() -> None:

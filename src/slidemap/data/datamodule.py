@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from slidemap.data.augment import random_dihedral
 from slidemap.data.l4s import PatchRef, find_patches, read_patch
@@ -28,6 +28,8 @@ from slidemap.features.pipeline import InputPipeline
 log = logging.getLogger(__name__)
 
 Sample = dict[str, Any]
+#: a dataset key: a patch index, or ``(index, epoch)`` from :class:`EpochSampler`.
+SampleKey = int | tuple[int, int]
 
 
 def _as_pipeline(pipeline: InputPipeline | Mapping[str, Any]) -> InputPipeline:
@@ -40,6 +42,39 @@ def _check_stats(stats: ChannelStats | None, pipeline: InputPipeline) -> None:
             f"normalisation statistics are for channels {stats.names} but the input pipeline "
             f"produces {pipeline.channel_names}; use the statistics of the same pipeline"
         )
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """The training order of one epoch, a pure function of ``(seed, epoch)``.
+
+    Yields ``(index, epoch)`` keys, so that :class:`PatchDataset` draws each patch's
+    augmentation from ``(seed, epoch, index)`` too. Nothing depends on the state left by
+    earlier epochs, so a run resumed from an epoch-end checkpoint (Lightning calls
+    :meth:`set_epoch` with the restored epoch before iterating) sees exactly the batches
+    of an uninterrupted run, whatever the number of DataLoader workers.
+
+    Args:
+        n_items: dataset length.
+        seed: the run's seed.
+        shuffle: a fresh permutation per epoch (``False``: index order).
+    """
+
+    def __init__(self, n_items: int, seed: int, shuffle: bool = True) -> None:
+        self.n_items = int(n_items)
+        self.seed = int(seed)
+        self.shuffle = shuffle
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n_items
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.n_items)
+                 if self.shuffle else np.arange(self.n_items))
+        return iter([(int(index), self.epoch) for index in order])
 
 
 class PatchDataset(Dataset[Sample]):
@@ -109,11 +144,16 @@ class PatchDataset(Dataset[Sample]):
             self._rng_owner = owner
         return self._rng
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, key: SampleKey) -> Sample:
+        """Sample ``key``: an index (augmentation drawn from this process's generator), or
+        ``(index, epoch)`` from :class:`EpochSampler` (drawn from ``(seed, epoch, index)``)."""
+        index, epoch = key if isinstance(key, tuple) else (key, None)
         stored_image, stored_mask = self.load(index)
         image, mask = stored_image, stored_mask
         if self.augment:
-            image, mask = random_dihedral(image, mask, self._generator())
+            rng = (self._generator() if epoch is None
+                   else np.random.default_rng([self.seed, epoch, index]))
+            image, mask = random_dihedral(image, mask, rng)
         if self.stats is not None:
             image = self.stats.apply(image)
         # never hand out the cached arrays themselves: a consumer may modify a batch in place
@@ -260,10 +300,12 @@ class L4SDataModule(L.LightningDataModule):
                             "validation metrics will be optimistic")
 
     def _loader(self, dataset: PatchDataset, shuffle: bool) -> DataLoader[Sample]:
+        # Training order and augmentation come from (seed, epoch) alone (EpochSampler), not
+        # from a generator advanced by earlier epochs: that is what makes --resume exact.
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=EpochSampler(len(dataset), self.seed, shuffle=True) if shuffle else None,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,

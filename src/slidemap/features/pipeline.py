@@ -165,6 +165,11 @@ class InputPipeline:
             elevation=data.get("elevation", "absolute"),
         )
 
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        # Pickled by its plain-data form: features hold local functions, and DDP-spawn
+        # workers and DataLoader workers receive the pipeline by pickling.
+        return (InputPipeline.from_dict, (self.to_dict(),))
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, InputPipeline) and self.to_dict() == other.to_dict()
 

@@ -120,5 +120,6 @@ def build_model(name: str, in_channels: int, **options: Any) -> nn.Module:
     resolved = {**info.options, **options}
     model = info.factory(in_channels, **resolved)
     model.model_name = name
-    model.model_options = resolved
+    # plain data (tuples as lists) so checkpoints and YAML configs store it safely
+    model.model_options = {k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()}
     return model

@@ -183,14 +183,16 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     task = SegmentationTask(config, pipeline, stats, class_counts=class_counts)
     monitor = config.trainer.monitor
     mode = "min" if monitor == "val_loss" else "max"
+    # Two checkpoint callbacks: Lightning 2.6 writes ``save_last`` only in epochs that also
+    # improved the monitored metric, so "last" is a checkpoint of its own, without a monitor.
+    # Both save at the epoch boundary (after validation), so a resume starts the next epoch
+    # instead of repeating the one whose validation triggered the save.
+    common = {"dirpath": out_dir, "save_top_k": 1, "auto_insert_metric_name": False,
+              "enable_version_counter": False, "save_on_train_epoch_end": True}
     callbacks: list[Callback] = [
-        AtomicModelCheckpoint(
-            dirpath=out_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
-            save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
-            # at the epoch boundary (after validation): a resume then starts the next epoch
-            # instead of repeating the one whose validation wrote the checkpoint
-            save_on_train_epoch_end=True,
-        ),
+        AtomicModelCheckpoint(filename=BEST.removesuffix(".ckpt"), monitor=monitor, mode=mode,
+                              **common),
+        AtomicModelCheckpoint(filename=LAST.removesuffix(".ckpt"), monitor=None, **common),
         EpochHistory(out_dir / "metrics.csv"),
     ]
     if config.trainer.patience > 0:

@@ -161,8 +161,9 @@ class SegmentationTask(L.LightningModule):
             "val_best_f1": float(best_scores["f1"]),
             "val_pr_auc": 0.0 if pr_auc != pr_auc else pr_auc,  # NaN without landslides
             "threshold": float(self.threshold),
-            "lr": float(self.trainer.optimizers[0].param_groups[0]["lr"]),
         })
+        if self.trainer.optimizers:  # absent in a stand-alone trainer.validate()
+            record["lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"])
         self.last_epoch_record = record
         record.setdefault("val_f1", 0.0)
         for key, value in record.items():
