@@ -386,6 +386,7 @@ def _check_names(config: ExperimentConfig, source: str) -> None:
             raise ConfigError(
                 f"unknown feature {name!r} in 'data.features'{_close_matches(name, known)}", source
             )
+    _check_band_set(config.data, source)
     if isinstance(config.threshold, float) and not 0.0 <= config.threshold <= 1.0:
         raise ConfigError(f"'threshold' must lie in [0, 1], got {config.threshold}", source)
     positive = {
@@ -402,6 +403,38 @@ def _check_names(config: ExperimentConfig, source: str) -> None:
                        "trainer.patience": config.trainer.patience}.items():
         if value < 0:
             raise ConfigError(f"{key!r} must be >= 0, got {value}", source)
+
+
+def _check_band_set(data: DataConfig, source: str) -> None:
+    """The band set exists and has every band that ``data.features`` needs (one line each)."""
+    from slidemap.bands import get_band_set
+    from slidemap.errors import BandSetError
+    from slidemap.features import get_feature
+
+    try:
+        band_set = get_band_set(data.band_set)
+        for name in data.features:
+            get_feature(name).check(band_set)
+    except BandSetError as exc:
+        raise ConfigError(f"'data.band_set'/'data.features': {exc.problem}", source) from None
+
+
+def resolve_data_path(path: str | Path) -> Path:
+    """A data path as given if it exists, or else relative to the repository checkout.
+
+    Relative paths in configs (``../shared/data/rgbd-landslides/area_A``) are first taken
+    from the working directory; when nothing is there and slidemap runs from a source
+    checkout (``src/slidemap`` beside a ``pyproject.toml``), from the checkout's root, so a
+    shipped config works from any directory. Otherwise ``path`` is returned unchanged and
+    the reader names it in its error.
+    """
+    candidate = Path(path).expanduser()
+    if candidate.exists() or candidate.is_absolute():
+        return candidate
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / candidate).exists():
+        return (checkout / candidate).resolve()
+    return candidate
 
 
 def experiment_from_dict(raw: Mapping[str, Any], source: str | Path = "<config>") -> ExperimentConfig:

@@ -64,14 +64,22 @@ class EpochSampler(Sampler[tuple[int, int]]):
         self.seed = int(seed)
         self.shuffle = shuffle
         self.epoch = 0
+        self._iterated = False
+        self._epoch_given = False
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+        self._epoch_given = True
 
     def __len__(self) -> int:
         return self.n_items
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
+        # Without set_epoch between two passes (Lightning's DDP sampler wrapper does not
+        # forward it) count epochs here, so augmentation still differs from epoch to epoch.
+        if self._iterated and not self._epoch_given:
+            self.epoch += 1
+        self._iterated, self._epoch_given = True, False
         order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.n_items)
                  if self.shuffle else np.arange(self.n_items))
         return iter([(int(index), self.epoch) for index in order])

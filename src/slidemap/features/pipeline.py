@@ -24,6 +24,29 @@ ElevationMode = Literal["absolute", "relative"]
 ELEVATION_MODES: tuple[str, ...] = ("absolute", "relative")
 
 
+def relative_elevation(bands: np.ndarray, channels: Iterable[int]) -> None:
+    """Make elevation channels relative to their median over the valid pixels, in place.
+
+    Args:
+        bands: ``(C, H, W)`` float32, stored units, already finite.
+        channels: indices of the elevation bands (DEM/DSM).
+
+    Nodata pixels (every band exactly 0: outside a scene's footprint, or non-finite input
+    replaced by 0) neither enter the median nor keep their 0: they are set to the median
+    (relative elevation 0), so slope, relief and hillshade see no cliff of the valley's
+    altitude at the footprint's edge. The median of a window is robust to the few outliers
+    of a DSM (trees, buildings, spikes) that would shift a mean. Adding a constant to the
+    elevation leaves the result unchanged (up to float32 rounding of the input).
+    """
+    nodata = ~bands.any(axis=0)
+    for i in channels:
+        valid = bands[i][~nodata]
+        level = np.median(valid.astype(np.float64)) if valid.size else 0.0
+        relative = bands[i].astype(np.float64) - level
+        relative[nodata] = 0.0
+        bands[i] = relative
+
+
 class InputPipeline:
     """Computes a model's input channels from a band stack.
 
@@ -36,7 +59,9 @@ class InputPipeline:
         elevation: ``"absolute"`` keeps elevation as it is; ``"relative"`` subtracts the
             median of each elevation band (DEM/DSM) over the array given, so a model cannot
             learn the altitude of one valley. It applies to the elevation band channels and
-            hence to the ``elevation`` feature; slope, hillshade and relief do not change.
+            hence to the ``elevation`` feature; slope, hillshade and relief do not change,
+            except that nodata pixels (all bands 0) take the median instead of a 0 m
+            cliff (see :func:`relative_elevation`).
 
     Raises:
         ConfigError: unknown or repeated feature, bad ``elevation`` or ``pixel_size_m``.
@@ -128,8 +153,7 @@ class InputPipeline:
             log.debug("replacing %d non-finite input values by 0", int((~finite).sum()))
             clean[~finite] = 0.0
         if self.elevation == "relative":
-            for i in self._elevation_channels:
-                clean[i] -= np.median(clean[i])
+            relative_elevation(clean, self._elevation_channels)
         out = np.empty((self.in_channels, *clean.shape[1:]), dtype=np.float32)
         out[: len(self.band_set)] = clean
         for offset, feature in enumerate(self.features, start=len(self.band_set)):

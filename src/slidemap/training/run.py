@@ -33,7 +33,7 @@ import lightning as L
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 
-from slidemap.config import ExperimentConfig, save_config
+from slidemap.config import ExperimentConfig, resolve_data_path, save_config
 from slidemap.data.datamodule import L4SDataModule
 from slidemap.data.l4s import read_mask
 from slidemap.data.normalization import ChannelStats
@@ -84,14 +84,21 @@ def build_pipeline(config: ExperimentConfig) -> InputPipeline:
 def build_datamodule(
     config: ExperimentConfig, pipeline: InputPipeline, stats: ChannelStats | None = None
 ) -> L4SDataModule:
-    """The DataModule of ``config.data``; :class:`ConfigError` when no data is named."""
+    """The DataModule of ``config.data``; :class:`ConfigError` when no data is named.
+
+    Relative data paths are found by :func:`~slidemap.config.resolve_data_path`.
+    """
     data = config.data
     if data.root is None and data.train_path is None:
         raise ConfigError("no training data: give --data DIR (or data.root / data.train_path)")
+    root, train_path, val_path, test_path = (
+        None if path is None else resolve_data_path(path)
+        for path in (data.root, data.train_path, data.val_path, data.test_path)
+    )
     return L4SDataModule(
-        data.root, pipeline, batch_size=data.batch_size, num_workers=data.num_workers,
-        augment=data.augment, stats=stats, cache=data.cache, train_path=data.train_path,
-        val_path=data.val_path, test_path=data.test_path, seed=config.trainer.seed,
+        root, pipeline, batch_size=data.batch_size, num_workers=data.num_workers,
+        augment=data.augment, stats=stats, cache=data.cache, train_path=train_path,
+        val_path=val_path, test_path=test_path, seed=config.trainer.seed,
     )
 
 
