@@ -365,6 +365,7 @@ def _check_names(config: ExperimentConfig, source: str) -> None:
     """
     from slidemap.features import list_features
     from slidemap.models import list_models
+    from slidemap.models.registry import model_info
     from slidemap.training.losses import list_losses
 
     if config.model.name not in list_models():
@@ -372,6 +373,14 @@ def _check_names(config: ExperimentConfig, source: str) -> None:
             f"unknown model 'model.name: {config.model.name}'"
             f"{_close_matches(config.model.name, list_models())}", source
         )
+    valid_options = list(model_info(config.model.name).options)
+    for option in config.model.options:
+        if option not in valid_options:
+            raise ConfigError(
+                f"model {config.model.name!r} has no option 'model.options.{option}'"
+                f"{_close_matches(option, valid_options)}; valid: {', '.join(valid_options)}",
+                source,
+            )
     for i, term in enumerate(config.loss):
         if term.name not in list_losses():
             raise ConfigError(
@@ -451,15 +460,18 @@ def experiment_from_dict(raw: Mapping[str, Any], source: str | Path = "<config>"
 
 
 # ------------------------------------------------------------------------------ loading
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"trainer.max_epochs=3"`` -> ``(["trainer", "max_epochs"], 3)`` (value as YAML)."""
+def parse_override(text: str, source: str | Path | None = None) -> tuple[list[str], Any]:
+    """``"trainer.max_epochs=3"`` -> ``(["trainer", "max_epochs"], 3)`` (value as YAML).
+
+    ``source`` is the config file the override applies to, named in errors.
+    """
     key, sep, value = text.partition("=")
     if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
-        raise ConfigError(f"override {text!r} is not of the form dotted.key=value")
+        raise ConfigError(f"override {text!r} is not of the form dotted.key=value", source)
     try:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})", source) from None
     return key.strip().split("."), parsed
 
 
@@ -470,7 +482,7 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], source: str |
     anyway and then rejected by validation, with the usual close-match hint.
     """
     for text in overrides:
-        parts, value = parse_override(text)
+        parts, value = parse_override(text, source)
         node: Any = raw
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
@@ -511,7 +523,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {' '.join(str(exc).split())}", path) from None
     if raw is None:
-        return {}
+        raise ConfigError("config file is empty; expected a mapping of settings (start from configs/demo.yaml)", path)
     if not isinstance(raw, dict):
         raise ConfigError(f"the top level must be a mapping, got {type(raw).__name__}", path)
     return raw

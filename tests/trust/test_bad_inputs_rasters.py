@@ -83,10 +83,12 @@ def _garble_pixels(path: Path) -> None:
         profile, data = src.profile, src.read()
     with rasterio.open(path, "w", **{**profile, "compress": "deflate"}) as dst:
         dst.write(data)
+    with rasterio.open(path) as src:  # where GDAL put the first compressed block
+        offset = int(src.get_tag_item("BLOCK_OFFSET_0_0", "TIFF", bidx=1))
+        size = int(src.get_tag_item("BLOCK_SIZE_0_0", "TIFF", bidx=1))
+    assert size > 16, "expected a compressed block worth garbling"
     raw = bytearray(path.read_bytes())
-    (ifd,) = np.frombuffer(bytes(raw[4:8]), "<u4")
-    assert ifd > 1024, "expected the pixel data before the first IFD"
-    raw[16:1024] = b"\xff" * (1024 - 16)
+    raw[offset : offset + size] = b"\xff" * size
     path.write_bytes(bytes(raw))
 
 

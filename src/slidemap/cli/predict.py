@@ -83,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     missing = [p for p in args.inputs if not p.exists()]
     if missing:
         raise InputError("input does not exist", missing[0])
+    if args.out.is_dir():  # temporaries of an earlier, killed run
+        from slidemap.io.atomic import clean_stale_temporaries
+
+        clean_stale_temporaries(args.out)
     spec = EngineSpec(args.checkpoint, args.engine)
     engine = load_engine(spec)
     kinds = {is_patch_input(p) for p in args.inputs}

@@ -21,11 +21,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     from slidemap.config import load_config
+    from slidemap.errors import ConfigError
     from slidemap.training.run import train
 
     config = load_config(args.config, args.overrides)
     if args.data is not None:
         config.data.root = str(args.data)
+    if config.data.root is None and config.data.train_path is None:
+        raise ConfigError(
+            "no training data: give --data DIR or set data.root / data.train_path", args.config
+        )
     out = args.out if args.out is not None else Path("runs") / config.name
     result = train(config, out, resume=args.resume)
     last = result.history[-1] if result.history else {}

@@ -102,6 +102,10 @@ def predict_patches(
     pixel_area_m2 = engine.pipeline.pixel_size_m**2
     n_bands = len(engine.pipeline.band_set)
     started = time.perf_counter()
+    # Check every patch before writing anything: a bad file late in the list must not
+    # leave a half-finished set of submission files behind.
+    for ref in refs:
+        read_image(ref.image, n_bands)
     landslide_pixels = 0
     for batch in _batches(list(refs), batch_size):
         inputs = [prepare_input(engine, read_image(ref.image, n_bands)) for ref in batch]

@@ -133,6 +133,13 @@ def inspect_raster(path: str | Path, *, min_bands: int = 1) -> RasterInfo:
             raise InputError("raster has no geotransform (pixel → map coordinates)", path)
         if ds.count < min_bands:
             raise InputError(f"raster has {ds.count} band(s); at least {min_bands} needed", path)
+        unsupported = sorted({d for d in ds.dtypes if np.dtype(d).kind not in "biuf"})
+        if unsupported:
+            raise InputError(
+                f"raster has {', '.join(unsupported)} pixels; expected real numbers "
+                "(integer or floating-point bands)",
+                path,
+            )
         return RasterInfo(
             path=path,
             crs=ds.crs,
@@ -329,8 +336,16 @@ def read_window(
         ``(values (len(indexes), h, w) float32, valid (h, w) bool)``: a pixel is valid when
         every band's mask says so (nodata value, alpha or internal mask) and is finite.
     """
-    values = dataset.read(indexes, window=window, out_dtype="float32")
-    masks = dataset.read_masks(indexes, window=window)
+    source = getattr(dataset, "src_dataset", dataset)  # a WarpedVRT names its source file
+    try:
+        values = dataset.read(indexes, window=window, out_dtype="float32")
+        masks = dataset.read_masks(indexes, window=window)
+    except (RasterioError, OSError) as exc:
+        raise InputError(
+            f"cannot read pixels of window {window!r} (damaged or truncated file?): "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+            source.name,
+        ) from None
     valid = np.all(masks > 0, axis=0) & np.all(np.isfinite(values), axis=0)
     return values, valid
 
