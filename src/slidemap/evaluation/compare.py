@@ -65,6 +65,16 @@ class ComparisonResult:
     report_md: Path | None = None
     report_html: Path | None = None
     seconds: float = 0.0
+    title: str = ""
+    figures: list[tuple[str, Path]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def rebuild_report(self) -> None:
+        """Write ``report.md``/``report.html`` again from :attr:`figures` and :attr:`notes`
+        (after a caller appended its own, e.g. the demo's scene map)."""
+        self.report_md, self.report_html = build_report(
+            self.out_dir, self.title, self.metrics, self.figures, self.notes
+        )
 
 
 def slug(name: str) -> str:
@@ -174,8 +184,8 @@ def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResu
         f"Total time {result.seconds:.0f} s.",
     ]
     order = ("curves", "roc", "pr", "confusion", "panels", "features", "activations")
-    result.report_md, result.report_html = build_report(
-        out_dir, f"slidemap comparison: {config.name}", result.metrics,
-        [(captions[key], figures[key]) for key in order if key in figures], notes,
-    )
+    result.title = f"slidemap comparison: {config.name}"
+    result.figures = [(captions[key], figures[key]) for key in order if key in figures]
+    result.notes = notes
+    result.rebuild_report()
     return result

@@ -25,7 +25,6 @@ task, so resuming with ``ckpt_path`` also works under ``weights_only=True``.
 from __future__ import annotations
 
 import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
