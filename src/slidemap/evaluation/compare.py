@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from slidemap.config import CompareConfig, save_config
+from slidemap.config import CompareConfig, resolve_data_path, save_config
 from slidemap.data.l4s import read_image
 from slidemap.errors import ConfigError
 from slidemap.evaluation.evaluate import (
@@ -115,19 +115,35 @@ def _features_figure(config: CompareConfig, data: Path, patch_id: str, out_dir: 
     return save_figure(figure, out_dir / "features.png")
 
 
+def comparison_data(config: CompareConfig) -> Path:
+    """The folder Table 1 is computed on: the path given for ``config.split``
+    (``base.data.test_path`` / ``val_path`` / ``train_path``, e.g. one area of the rgbd
+    data), else the dataset root (its split ``config.split`` is read).
+
+    Raises:
+        ConfigError: neither is given.
+    """
+    data = config.base.data
+    split_path = {"train": data.train_path, "valid": data.val_path, "test": data.test_path}
+    path = split_path[config.split] or data.root
+    if path is None:
+        raise ConfigError(
+            f"the comparison needs data for its {config.split!r} split: give --data DIR, "
+            "base.data.root or the split's path (base.data.test_path, val_path, train_path)")
+    return resolve_data_path(path)
+
+
 def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResult:
     """Train and evaluate every model of ``config`` on the same data; write Table 1,
     the figures and the report into ``out_dir`` (see the module docstring).
 
     Raises:
-        ConfigError: no data root, or a bad model variant.
+        ConfigError: no data for the split (:func:`comparison_data`), or a bad model variant.
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if config.base.data.root is None:
-        raise ConfigError("the comparison needs a dataset root: give --data DIR or base.data.root")
-    data = Path(config.base.data.root)
+    data = comparison_data(config)
     experiments = config.experiments()
     save_config(config, out_dir / "compare.yaml")
 

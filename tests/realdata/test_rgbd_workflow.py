@@ -1,0 +1,76 @@
+"""The rgbd band set end to end on tiny fake patches: train, evaluate, predict, compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from rgbd_fakes import PATCH_PX, tiny_overrides
+
+from slidemap.cli import main
+from slidemap.evaluation.metrics import METRIC_KEYS
+from slidemap.io.checkpoint import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def rgbd_run(rgbd_areas: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder of the shipped ``configs/rgbd/unet_cbam.yaml``, shrunk, trained on area A."""
+    run = tmp_path_factory.mktemp("rgbd_run") / "run"
+    status = main(["train", "--config", "configs/rgbd/unet_cbam.yaml", "--out", str(run),
+                   *tiny_overrides(*rgbd_areas)])
+    assert status == 0
+    return run
+
+
+def test_rgbd_checkpoint_carries_the_relative_elevation_pipeline(rgbd_run: Path) -> None:
+    loaded = load_checkpoint(rgbd_run / "best.ckpt")
+    assert loaded.pipeline.band_set.name == "rgbd"
+    assert loaded.pipeline.elevation == "relative"
+    assert loaded.pipeline.channel_names == ["R", "G", "B", "DSM", "exg", "vari", "slope",
+                                             "relief", "hillshade"]
+    # the DSM channel's statistics are of relative elevation (metres around 0), not ~2,800 m
+    dsm = loaded.stats.names.index("DSM")
+    assert abs(float(loaded.stats.mean[dsm])) < 50
+
+
+def test_rgbd_evaluate_on_any_folder_with_img_and_mask(
+    rgbd_run: Path, rgbd_areas: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(rgbd_run / "best.ckpt"), "--data",
+                 str(rgbd_areas[1]), "--out", str(out), "--panels", "2"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics) == list(METRIC_KEYS)
+    assert metrics["n_pixels"] == 6 * PATCH_PX * PATCH_PX
+    assert metrics["threshold"] == 0.5  # the config's fixed threshold
+    assert (out / "panels.png").stat().st_size > 1000
+
+
+def test_rgbd_predict_writes_official_format_masks_for_a_folder_of_patches(
+    rgbd_run: Path, rgbd_areas: tuple[Path, Path], tmp_path: Path
+) -> None:
+    assert main(["predict", "--checkpoint", str(rgbd_run / "best.ckpt"),
+                 str(rgbd_areas[1] / "img"), "--out", str(tmp_path)]) == 0
+    masks = sorted(tmp_path.glob("mask_*.h5"))
+    assert len(masks) == 6 and len(list(tmp_path.glob("prob_*.h5"))) == 6
+    with h5py.File(masks[0]) as f:
+        mask = f["mask"][()]
+    assert mask.dtype == np.uint8 and mask.shape == (PATCH_PX, PATCH_PX)
+    assert set(np.unique(mask)) <= {0, 1}
+
+
+def test_rgbd_compare_scores_models_on_the_validation_area(
+    rgbd_areas: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "compare"
+    assert main(["compare", "--config", "configs/rgbd/compare.yaml", "--out", str(out),
+                 *tiny_overrides(*rgbd_areas, prefix="base."),
+                 "--set", "models.0.model.options.base_channels=4",
+                 "--set", "models.1.model.options.base_channels=4"]) == 0
+    table = json.loads((out / "table1.json").read_text())
+    assert {"UNet", "UNet-CBAM"} <= set(json.dumps(table).split('"'))
+    metrics = json.loads((out / "runs" / "unet" / "metrics_valid.json").read_text())
+    assert metrics["n_pixels"] == 6 * PATCH_PX * PATCH_PX  # area B, not area A
