@@ -89,9 +89,13 @@ class SceneReader:
 
     # -- context management -------------------------------------------------------------
     def __enter__(self) -> SceneReader:
-        self._image = self._stack.enter_context(open_raster(self.info.path))
-        if self.spec.dem is not None:
-            self._dem = self._stack.enter_context(dem_on_image_grid(self.spec.dem, self.info))
+        # A DEM refused here must not leave the image open: a leaked rasterio dataset owns
+        # GDAL's environment and tears it down whenever it is garbage-collected.
+        with contextlib.ExitStack() as opening:
+            self._image = opening.enter_context(open_raster(self.info.path))
+            if self.spec.dem is not None:
+                self._dem = opening.enter_context(dem_on_image_grid(self.spec.dem, self.info))
+            self._stack = opening.pop_all()
         return self
 
     def __exit__(
