@@ -34,6 +34,7 @@ from slidemap.features import InputPipeline
 from slidemap.inference.engine import Engine, TorchEngine
 from slidemap.inference.mapping import MappingOptions, predict_scene
 from slidemap.inference.scene import SceneSpec
+from slidemap.inference.sliding import DEFAULT_OVERLAP_PX, DEFAULT_WINDOW_PX
 from slidemap.models import build_model
 
 S2_TILE_PX = 10980
@@ -116,8 +117,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 8192])
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="a trained checkpoint (default: the demo model with random weights)")
-    parser.add_argument("--window", type=int, default=512)
-    parser.add_argument("--overlap", type=int, default=64)
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW_PX)
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP_PX)
     parser.add_argument("--scenes", type=Path, default=None, help="cache folder for generated scenes")
     args = parser.parse_args()
 

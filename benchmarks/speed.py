@@ -85,7 +85,7 @@ class PlainUNet(nn.Module):
                 nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
             )
 
-        self.down = nn.ModuleList(double_conv(a, b) for a, b in zip([in_channels, *widths[:-1]], widths))
+        self.down = nn.ModuleList(double_conv(a, b) for a, b in zip([in_channels, *widths[:-1]], widths, strict=True))
         self.up = nn.ModuleList(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in range(depth))
         self.merge = nn.ModuleList(double_conv(2 * widths[i], widths[i]) for i in range(depth))
         self.head = nn.Conv2d(width, 1, 1)

@@ -52,6 +52,42 @@ def test_onnx_probabilities_match_torch(tiny_checkpoint, tmp_path) -> None:
     assert np.abs(p_onnx - p_torch).max() < 1e-4
 
 
+@pytest.mark.parametrize("name", ["unet", "unet_cbam", "segnet", "dpfcn"])
+def test_every_model_exports_to_onnx_with_dynamic_size_and_matches_torch(name) -> None:
+    import torch
+
+    from slidemap.data.normalization import ChannelStats
+    from slidemap.features import InputPipeline
+    from slidemap.inference.onnx_export import export_bytes
+    from slidemap.models import build_model
+
+    pipeline = InputPipeline("l4s14", features=())
+    stats = ChannelStats(pipeline.channel_names, np.zeros(pipeline.in_channels), np.ones(pipeline.in_channels))
+    torch.manual_seed(0)
+    model = build_model(name, pipeline.in_channels, base_channels=4, depth=3).eval()
+    torch_engine = TorchEngine(model, pipeline, stats, 0.5, name)
+    onnx_engine = OnnxEngine(export_bytes(torch_engine))  # traced at 2 x size_multiple
+    rng = np.random.default_rng(1)
+    for height, width in ((40, 72), (100, 36)):  # other sizes than traced, not multiples of 8
+        batch = rng.normal(size=(2, pipeline.in_channels, height, width)).astype(np.float32)
+        logits = onnx_engine.predict_logits(batch)
+        assert logits.shape == (2, 1, height, width)
+        np.testing.assert_allclose(logits, torch_engine.predict_logits(batch), atol=1e-4)
+
+
+def test_dpfcn_bin_pooling_equals_adaptive_average_pooling() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from slidemap.models.dpfcn import BinAveragePool
+
+    x = torch.randn(2, 3, 16, 24, dtype=torch.float64)
+    for bins in (1, 2, 4, 8):
+        torch.testing.assert_close(BinAveragePool(bins)(x), F.adaptive_avg_pool2d(x, bins))
+    odd = torch.randn(1, 2, 7, 9, dtype=torch.float64)  # not divisible: adaptive pooling's bins
+    torch.testing.assert_close(BinAveragePool(4)(odd), F.adaptive_avg_pool2d(odd, 4))
+
+
 def write_patch(path, rng, n_bands=4, size=32) -> None:
     image = np.stack([rng.uniform(0.5, 1.5, (size, size)) for _ in range(n_bands)], axis=-1)
     with h5py.File(path, "w") as h5:
@@ -99,3 +135,18 @@ def test_unreadable_scene_is_one_line_error(tiny_checkpoint, tmp_path, capsys, b
                  str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and bad in err
+
+
+def test_export_failure_is_one_line_naming_the_checkpoint(tiny_checkpoint, tmp_path, monkeypatch, capsys) -> None:
+    from slidemap.inference import onnx_export
+
+    def unsupported(*_args: object) -> None:
+        raise RuntimeError("Unsupported: ONNX export of operator frobnicate\nlong details")
+
+    monkeypatch.setattr(onnx_export, "_trace", unsupported)
+    out = tmp_path / "model.onnx"
+    assert main(["export", "--checkpoint", str(tiny_checkpoint), "--out", str(out)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(tiny_checkpoint) in err
+    assert "cannot be exported to ONNX" in err and "frobnicate" in err and "--engine torch" in err
+    assert not out.exists() and not list(tmp_path.glob(f"{TMP_PREFIX}*"))

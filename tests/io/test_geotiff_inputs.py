@@ -116,3 +116,18 @@ def test_reader_converts_sentinel2_digital_numbers_to_stored_units(make_scene) -
     np.testing.assert_allclose(bands[0], red_dn / 10000 / 0.08, rtol=1e-6)  # stored = reflectance / 0.08
     np.testing.assert_allclose(bands[2], slope / 20.0, rtol=1e-6)          # slope band in stored units
     assert 700 / 1000 < np.nanmean(bands[3]) < 1300 / 1000                 # DEM metres / 1000
+
+
+def test_mapping_caps_gdal_block_cache_unless_the_environment_sets_it(monkeypatch) -> None:
+    from rasterio.env import get_gdal_config
+
+    from slidemap.io.geotiff import MAPPING_GDAL_CACHE_MB, bounded_gdal_cache
+
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    before = get_gdal_config("GDAL_CACHEMAX")
+    with bounded_gdal_cache():
+        assert get_gdal_config("GDAL_CACHEMAX") == MAPPING_GDAL_CACHE_MB * 2**20
+    assert get_gdal_config("GDAL_CACHEMAX") == before  # restored afterwards
+    monkeypatch.setenv("GDAL_CACHEMAX", "512")  # the user's choice is left alone
+    with bounded_gdal_cache():
+        assert get_gdal_config("GDAL_CACHEMAX") == before

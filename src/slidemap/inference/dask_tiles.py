@@ -31,6 +31,7 @@ from slidemap.errors import ConfigError
 from slidemap.inference.engine import EngineSource, EngineSpec, resolve_engine
 from slidemap.inference.scene import SceneReader, SceneSpec
 from slidemap.inference.sliding import WindowPlan, WindowResult, predict_window
+from slidemap.io.geotiff import bounded_gdal_cache
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def predict_window_task(engine_source: EngineSource, scene: SceneSpec, window: W
     handles must not cross threads) and the engine is cached per worker process.
     """
     engine = resolve_engine(engine_source)
-    with SceneReader(scene, engine.pipeline.band_set) as reader:
+    with bounded_gdal_cache(), SceneReader(scene, engine.pipeline.band_set) as reader:
         return predict_window(engine, reader, window)
 
 

@@ -68,10 +68,16 @@ def prepare_input(engine: Engine, bands: np.ndarray) -> np.ndarray:
 class TorchEngine:
     """A PyTorch network in eval mode, run without gradients on ``device``.
 
+    On the CPU the network is run in its inference form
+    (:func:`~slidemap.models.fuse.optimize_for_inference`: BatchNorm folded into the
+    convolutions, ``channels_last``), 1.2-1.5x faster than the plain eval model and equal
+    to it within 1e-5 (docs/speed.md). ``model`` itself is not modified.
+
     Args:
-        model: ``(B, C, H, W) -> (B, 1, H, W)`` logits; put in eval mode here.
+        model: ``(B, C, H, W) -> (B, 1, H, W)`` logits.
         pipeline, stats, threshold, model_name: see :class:`Engine`.
         device: torch device string.
+        optimize: use the inference form (CPU only; ``False``: the plain eval model).
     """
 
     def __init__(
@@ -82,8 +88,15 @@ class TorchEngine:
         threshold: float = 0.5,
         model_name: str = "",
         device: str = "cpu",
+        optimize: bool = True,
     ) -> None:
+        from slidemap.models.fuse import optimize_for_inference
+
+        #: the trained network, as given (what ONNX export traces).
         self.model = model.eval().to(device)
+        self.optimized = optimize and device == "cpu"
+        #: what :meth:`predict_logits` runs.
+        self.runner = optimize_for_inference(self.model) if self.optimized else self.model
         self.pipeline = pipeline
         self.stats = stats
         self.threshold = float(threshold)
@@ -104,7 +117,10 @@ class TorchEngine:
 
         with torch.inference_mode():
             tensor = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-            return self.model(tensor).float().cpu().numpy()
+            if self.optimized:
+                tensor = tensor.contiguous(memory_format=torch.channels_last)
+            # (B, 1, H, W) is laid out alike in both memory formats: no copy here
+            return self.runner(tensor).float().cpu().numpy()
 
     def metadata(self) -> dict[str, Any]:
         """Plain data describing the engine (stored in ONNX exports and summaries)."""

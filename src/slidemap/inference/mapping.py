@@ -57,7 +57,7 @@ from slidemap.inference.vectorize import (
     to_map_coordinates,
 )
 from slidemap.io.atomic import write_text_atomic
-from slidemap.io.geotiff import GeoTiffWriter, RasterInfo, open_raster
+from slidemap.io.geotiff import GeoTiffWriter, RasterInfo, bounded_gdal_cache, open_raster
 from slidemap.io.vector import write_polygons
 
 log = logging.getLogger(__name__)
@@ -245,13 +245,15 @@ def predict_scene(
     threshold = engine.threshold if options.threshold is None else float(options.threshold)
     started = time.perf_counter()
 
-    plan, info = predict_probability(engine_source, scene, paths["probability"], options)
-    seconds_model = time.perf_counter() - started
-    strip_rows = max(plan.window, 64)
-    polygons = find_objects(paths["probability"], threshold, options.postprocess, info.pixel_area_m2, strip_rows)
-    with SceneReader(scene, engine.pipeline.band_set) as reader:
-        stats = burn_mask(paths["probability"], polygons, paths["mask"], info,
-                          reader if _has_elevation(reader) else None, strip_rows)
+    with bounded_gdal_cache():
+        plan, info = predict_probability(engine_source, scene, paths["probability"], options)
+        seconds_model = time.perf_counter() - started
+        strip_rows = max(plan.window, 64)
+        polygons = find_objects(paths["probability"], threshold, options.postprocess,
+                                info.pixel_area_m2, strip_rows)
+        with SceneReader(scene, engine.pipeline.band_set) as reader:
+            stats = burn_mask(paths["probability"], polygons, paths["mask"], info,
+                              reader if _has_elevation(reader) else None, strip_rows)
     attributes = landslide_attributes(polygons, stats, info.pixel_area_m2)
     geometries = to_map_coordinates(polygons, info.transform)
     for key in ("gpkg", "geojson"):

@@ -30,8 +30,15 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
 
-def export_bytes(engine: TorchEngine, meta: dict[str, Any] | None = None) -> bytes:
-    """Serialised ONNX model of ``engine`` with its metadata (``meta`` adds keys)."""
+def export_bytes(
+    engine: TorchEngine, meta: dict[str, Any] | None = None, source: str | Path | None = None
+) -> bytes:
+    """Serialised ONNX model of ``engine`` with its metadata (``meta`` adds keys).
+
+    Raises:
+        CheckpointError: the exporter cannot trace the network (naming ``source``, the
+            checkpoint it came from).
+    """
     import onnx
     import torch
 
@@ -42,23 +49,37 @@ def export_bytes(engine: TorchEngine, meta: dict[str, Any] | None = None) -> byt
         # Tracer warnings about shape-dependent branches: exported inputs are multiples of
         # size_multiple, so the padding branch is correctly traced away.
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            engine.model,
-            (dummy,),
-            buffer,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-                          OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
+        try:
+            _trace(engine, dummy, buffer)
+        except Exception as exc:  # noqa: BLE001 - any exporter failure is one clear error
+            raise CheckpointError(
+                f"model '{engine.model_name}' cannot be exported to ONNX "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); use --engine torch",
+                source,
+            ) from None
     model = onnx.load_from_string(buffer.getvalue())
     entry = model.metadata_props.add()
     entry.key = METADATA_KEY
     entry.value = json.dumps({**engine_metadata(engine), **(meta or {})})
     onnx.checker.check_model(model)
     return model.SerializeToString()
+
+
+def _trace(engine: TorchEngine, dummy: Any, buffer: io.BytesIO) -> None:
+    """The legacy (TorchScript) exporter: needs no onnxscript; dynamic batch, height, width."""
+    import torch
+
+    torch.onnx.export(
+        engine.model,
+        (dummy,),
+        buffer,
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                      OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}},
+        opset_version=OPSET,
+        dynamo=False,
+    )
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
@@ -72,7 +93,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
     loaded = load_checkpoint(checkpoint)
     engine = TorchEngine(loaded.model, loaded.pipeline, loaded.stats, loaded.threshold, loaded.model_name)
     meta = {"model_options": loaded.meta["model"].get("options", {}), "checkpoint": str(checkpoint)}
-    return write_bytes_atomic(out, export_bytes(engine, meta))
+    return write_bytes_atomic(out, export_bytes(engine, meta, checkpoint))
 
 
 class OnnxEngine:
@@ -109,7 +130,7 @@ class OnnxEngine:
         path = Path(path)
         if path.suffix == ".ckpt":
             engine = TorchEngine.from_checkpoint(path)
-            return cls(export_bytes(engine), path)
+            return cls(export_bytes(engine, source=path), path)
         try:
             data = path.read_bytes()
         except OSError as exc:

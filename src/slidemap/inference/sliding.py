@@ -46,12 +46,21 @@ log = logging.getLogger(__name__)
 
 #: Weight of a window's prediction in its outer ``margin`` (> 0 so every pixel has weight).
 EPS_WEIGHT = 1e-6
-DEFAULT_WINDOW_PX = 512
+DEFAULT_WINDOW_PX = 512  # the bare model runs fastest per pixel at 384-512 px (L3-sized activations; docs/speed.md)
 DEFAULT_OVERLAP_PX = 64
 
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
+
+
+def _fitted_window(length: int, window: int, overlap: int, edges: int, align: int) -> int:
+    """Smallest side (multiple of ``align``, at most ``window``) for which the fewest
+    ``window``-px windows of an axis still cover ``length + edges`` px: ``n`` windows of
+    side ``w`` cover ``n·(w − overlap) + overlap`` px."""
+    count = max(1, math.ceil((length + edges - window) / (window - overlap)) + 1)
+    needed = math.ceil((length + edges - overlap) / count) + overlap
+    return min(window, max(_round_up(needed, align), overlap + align))
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,11 @@ class WindowPlan:
     ) -> WindowPlan:
         """Plan windows; ``window`` and ``overlap`` are rounded up to multiples of ``align``.
 
+        ``window`` is the largest side used: with the fewest windows of that size an axis
+        needs, the side is then shrunk (in steps of ``align``) until those windows just cover
+        the scene, so the last one does not hang far past the edge (a 2048 px scene takes
+        three 736 px windows, not three of 1024). The longer need of the two axes wins.
+
         Raises:
             ConfigError: non-positive window, negative overlap or ``overlap >= window``.
         """
@@ -95,7 +109,10 @@ class WindowPlan:
                 f"overlap ({overlap_a} px) must be smaller than the window ({window_a} px)"
             )
         margin = overlap_a // 4
-        return cls(height, width, window_a, overlap_a, align, margin, _round_up(margin, align))
+        origin = _round_up(margin, align)
+        fitted = max(_fitted_window(length, window_a, overlap_a, margin + origin, align)
+                     for length in (height, width))
+        return cls(height, width, fitted, overlap_a, align, margin, origin)
 
     @property
     def stride(self) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,11 @@ BLOCK_PX = 256
 #: Digital numbers per unit reflectance assumed for integer optical rasters without a
 #: band scale (Sentinel-2 L2A/L1C products store reflectance × 10000 as uint16).
 SENTINEL2_DN_PER_REFLECTANCE = 10000.0
+
+#: GDAL block cache while mapping a scene, MB. GDAL's default (5 % of RAM) fills with the
+#: blocks of every window read and makes peak memory grow with the scene; each block is
+#: used by a few neighbouring windows only, so a small cache costs no speed (docs/mapping.md).
+MAPPING_GDAL_CACHE_MB = 128
 
 BandSource = tuple[Literal["image"], int] | tuple[Literal["dem"], None] | tuple[Literal["slope"], None]
 
@@ -98,6 +104,17 @@ class RasterInfo:
     def geo_profile(self) -> dict[str, Any]:
         """``crs``, ``transform``, ``width``, ``height``: what an output on this grid copies."""
         return {"crs": self.crs, "transform": self.transform, "width": self.width, "height": self.height}
+
+
+@contextlib.contextmanager
+def bounded_gdal_cache(megabytes: int = MAPPING_GDAL_CACHE_MB) -> Iterator[None]:
+    """GDAL's block cache capped at ``megabytes`` while the block runs, so reading a scene
+    window by window keeps memory flat; a ``GDAL_CACHEMAX`` set in the environment wins."""
+    if os.environ.get("GDAL_CACHEMAX"):
+        yield
+        return
+    with rasterio.Env(GDAL_CACHEMAX=megabytes * 2**20):
+        yield
 
 
 @contextlib.contextmanager

@@ -57,6 +57,27 @@ def _upsample_to(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
+class BinAveragePool(nn.Module):
+    """Average pooling to ``bins x bins`` cells: ``(B, C, h, w) -> (B, C, bins, bins)``.
+
+    Equal to ``nn.AdaptiveAvgPool2d(bins)``. When ``bins`` divides ``h`` and ``w`` (always,
+    inside :class:`DPFCN`, which pads its input for it) it is written as a reshape and a
+    mean, which the ONNX exporter turns into a graph with dynamic height and width (its
+    adaptive-pooling symbolic needs static sizes).
+    """
+
+    def __init__(self, bins: int):
+        super().__init__()
+        self.bins = bins
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, channels, height, width = x.shape
+        if height % self.bins or width % self.bins:
+            return F.adaptive_avg_pool2d(x, self.bins)
+        cells = x.reshape(batch, channels, self.bins, height // self.bins, self.bins, width // self.bins)
+        return cells.mean(dim=(3, 5))
+
+
 class ContextPyramid(nn.Module):
     """Parallel pooled and dilated branches, fused: ``(B, C, h, w) -> (B, C, h, w)``."""
 
@@ -72,7 +93,7 @@ class ContextPyramid(nn.Module):
         branch = max(1, channels // 4)
         self.pooled = nn.ModuleList(
             nn.Sequential(
-                nn.AdaptiveAvgPool2d(bins),
+                BinAveragePool(bins),
                 nn.Conv2d(channels, branch, kernel_size=1),
                 nn.ReLU(inplace=True),
             )
