@@ -38,7 +38,7 @@ PAPER_FEATURES: tuple[str, ...] = ("ndvi", "ndmi", "gndvi", "bsi", "brightness",
 
 OptimName = Literal["adam", "adamw", "sgd"]
 ScheduleName = Literal["none", "cosine", "plateau"]
-MonitorName = Literal["val_f1", "val_loss", "val_pr_auc"]
+MonitorName = Literal["val_f1", "val_best_f1", "val_loss", "val_pr_auc"]
 
 
 @dataclass
@@ -120,7 +120,9 @@ class TrainerConfig:
     Attributes:
         max_epochs: upper bound of training epochs.
         patience: early-stopping patience in epochs on ``monitor``; 0 disables it.
-        monitor: validation metric choosing ``best.ckpt`` and driving early stopping.
+        monitor: validation metric choosing ``best.ckpt`` and driving early stopping:
+            ``val_best_f1`` (F1 at the epoch's best threshold, the one a ``best_f1``
+            checkpoint keeps), ``val_f1`` (F1 at 0.5), ``val_loss`` or ``val_pr_auc``.
         seed: seed of Python, numpy and torch (and of the data order).
         accelerator: ``auto``, ``cpu``, ``gpu``/``cuda``, ``mps``.
         devices: ``auto``, a count, or a list of device indices.
@@ -135,7 +137,7 @@ class TrainerConfig:
 
     max_epochs: int = 100
     patience: int = 10
-    monitor: MonitorName = "val_f1"
+    monitor: MonitorName = "val_best_f1"
     seed: int = 42
     accelerator: str = "auto"
     devices: int | str | list[int] = "auto"
