@@ -121,3 +121,26 @@ def test_cbam_rejects_bad_options() -> None:
         CBAM(8, reduction=0)
     with pytest.raises(ConfigError, match="spatial_kernel"):
         CBAM(8, spatial_kernel=4)
+    with pytest.raises(ConfigError, match="gate_bias"):
+        CBAM(8, gate_bias="open")
+
+
+@torch.no_grad()
+def test_gate_bias_starts_both_gates_open_and_none_keeps_default_init() -> None:
+    torch.manual_seed(0)
+    module = CBAM(16, reduction=4, gate_bias=2.0)
+    # With the weights zeroed only the biases speak: both maps are exactly sigmoid(2).
+    for conv in (module.channel.mlp.fc0, module.channel.mlp.fc1, module.spatial.conv):
+        conv.weight.zero_()
+    with capture_attention(module) as maps:
+        module(torch.randn(2, 16, 12, 12))
+    expected = torch.sigmoid(torch.tensor(2.0))
+    torch.testing.assert_close(maps[""].channel, torch.full((2, 16, 1, 1), float(expected)))
+    torch.testing.assert_close(maps[""].spatial, torch.full((2, 1, 12, 12), float(expected)))
+    torch.manual_seed(0)
+    default = CBAM(16, reduction=4, gate_bias=None)  # PyTorch's own (random) bias init
+    assert default.spatial.conv.bias.abs().item() < 1.0 and default.channel.mlp.fc1.bias.std() > 0
+    # the option reaches every CBAM of a UNet-CBAM
+    model = build_model("unet_cbam", 3, base_channels=8, depth=2, gate_bias=1.5)
+    biases = [m.spatial.conv.bias.item() for m in model.modules() if isinstance(m, CBAM)]
+    assert len(biases) == 3 + 2 + 2 and all(b == 1.5 for b in biases)

@@ -10,6 +10,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from rasterio.enums import ColorInterp
 from rasterio.windows import Window
 
 from slidemap.data.l4s import read_image, read_mask
@@ -112,6 +113,10 @@ def test_geotiff_opener_reads_back_or_refuses_cleanly(count: int, height: int, w
         assert (info.count, info.height, info.width) == (count, height, width)
         with open_raster(path) as ds:
             values, valid = read_window(ds, list(range(1, count + 1)), Window(0, 0, width, height))
+            # GDAL writes 4-band uint8 as RGBA: an alpha of 0 marks a pixel transparent (nodata)
+            alpha = [i for i, interp in enumerate(ds.colorinterp) if interp == ColorInterp.alpha]
     np.testing.assert_array_equal(values, array.astype(np.float32))
     expected_valid = np.ones((height, width), bool) if nodata is None else np.all(array != nodata, axis=0)
+    for band in alpha if nodata is None else ():  # a nodata value shadows the alpha band
+        expected_valid &= array[band] != 0
     np.testing.assert_array_equal(valid, expected_valid)

@@ -30,7 +30,7 @@ from slidemap.models.blocks import (
     check_common_options,
     stage_widths,
 )
-from slidemap.models.cbam import CBAM, AttentionMaps, capture_attention
+from slidemap.models.cbam import CBAM, GATE_BIAS, AttentionMaps, capture_attention
 from slidemap.models.registry import register_model
 
 
@@ -63,6 +63,8 @@ class UNet(SegmentationNet):
         cbam_skip: CBAM on every skip connection before concatenation (Eq. 12).
         reduction: CBAM's MLP reduction ratio ``r`` (Eq. 6).
         spatial_kernel: CBAM's spatial convolution size (Eq. 9).
+        gate_bias: CBAM's initial gate logit (gates start open near ``sigmoid(gate_bias)``),
+            or ``None`` for PyTorch's default initialisation (see :class:`~slidemap.models.cbam.CBAM`).
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class UNet(SegmentationNet):
         cbam_skip: bool = False,
         reduction: int = 16,
         spatial_kernel: int = 7,
+        gate_bias: float | None = GATE_BIAS,
     ):
         super().__init__(in_channels)
         check_common_options(base_channels, depth, dropout)
@@ -85,7 +88,7 @@ class UNet(SegmentationNet):
         widths = stage_widths(base_channels, depth + 1)
         cbam: AttentionFactory | None = None
         if cbam_encoder or cbam_decoder or cbam_skip:
-            cbam = partial(CBAM, reduction=reduction, spatial_kernel=spatial_kernel)
+            cbam = partial(CBAM, reduction=reduction, spatial_kernel=spatial_kernel, gate_bias=gate_bias)
             cbam(widths[0])  # validates reduction and spatial_kernel at construction
         self.encoder = Encoder(
             in_channels, widths, norm, dropout, attention=cbam if cbam_encoder else None
