@@ -55,3 +55,17 @@ def test_scene_map_without_polygons_says_none(tmp_path: Path) -> None:
     prob = _write(tmp_path / "probability.tif", np.zeros((1, 64, 64)), "float32")
     fig = plot_scene_map(image, prob, None)
     assert "0 landslide" in fig.axes[0].get_title() and not fig.axes[0].get_lines()
+
+
+def test_scene_map_counts_landslides_not_rings(tmp_path: Path) -> None:
+    image = _write(tmp_path / "image.tif", np.full((4, 64, 64), 1000), "uint16")
+    prob = _write(tmp_path / "probability.tif", np.zeros((1, 64, 64)), "float32")
+    x0, y0 = TRANSFORM @ (10, 10)
+    x1, y1 = TRANSFORM @ (40, 40)
+    hx0, hy0 = TRANSFORM @ (20, 20)
+    hx1, hy1 = TRANSFORM @ (25, 25)
+    ring = shapely.box(x0, y1, x1, y0).difference(shapely.box(hx0, hy1, hx1, hy0))  # one hole
+    gpkg = write_polygons(tmp_path / "landslides.gpkg", [ring], {"area_m2": np.array([ring.area])}, CRS_UTM)
+    fig = plot_scene_map(image, prob, gpkg)
+    assert "1 mapped landslide" in fig.axes[0].get_title()
+    assert len(fig.axes[0].get_lines()) == 2  # its exterior and its hole are both drawn

@@ -59,11 +59,13 @@ def plot_scene_map(
     rgb_display = np.nan_to_num(percentile_stretch(rgb), nan=0.0)
     grey = rgb_display.mean(axis=-1)
 
-    outlines: list[np.ndarray] = []
+    outlines: list[np.ndarray] = []  # rings: exteriors and holes
+    n_landslides = 0
     if polygons_path is not None and Path(polygons_path).is_file():
         with rasterio.open(image_path) as src:
             inverse = ~src.transform
         geometries, _, _ = read_polygons(polygons_path)
+        n_landslides = len(geometries)
         for polygon in shapely.get_parts(geometries):
             for ring in (polygon.exterior, *polygon.interiors):
                 x, y = np.asarray(ring.coords).T
@@ -75,7 +77,7 @@ def plot_scene_map(
     left.imshow(rgb_display, interpolation="nearest")
     for outline in outlines:
         left.plot(outline[:, 0] - 0.5, outline[:, 1] - 0.5, color="yellow", linewidth=0.9)
-    left.set_title(f"True colour, {len(outlines)} landslide outline(s)")
+    left.set_title(f"True colour, {n_landslides} mapped landslide(s) outlined")
     left.legend(handles=[Patch(edgecolor="yellow", facecolor="none", label="mapped landslide")],
                 loc="lower right", fontsize=8)
     right.imshow(grey, cmap="gray", interpolation="nearest")
