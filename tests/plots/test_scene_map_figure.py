@@ -67,5 +67,5 @@ def test_scene_map_counts_landslides_not_rings(tmp_path: Path) -> None:
     ring = shapely.box(x0, y1, x1, y0).difference(shapely.box(hx0, hy1, hx1, hy0))  # one hole
     gpkg = write_polygons(tmp_path / "landslides.gpkg", [ring], {"area_m2": np.array([ring.area])}, CRS_UTM)
     fig = plot_scene_map(image, prob, gpkg)
-    assert "1 mapped landslide" in fig.axes[0].get_title()
+    assert "1 landslide(s)" in fig.axes[0].get_title()
     assert len(fig.axes[0].get_lines()) == 2  # its exterior and its hole are both drawn

@@ -77,7 +77,7 @@ def plot_scene_map(
     left.imshow(rgb_display, interpolation="nearest")
     for outline in outlines:
         left.plot(outline[:, 0] - 0.5, outline[:, 1] - 0.5, color="yellow", linewidth=0.9)
-    left.set_title(f"True colour, {n_landslides} mapped landslide(s) outlined")
+    left.set_title(f"True colour, {n_landslides} landslide(s) outlined")
     left.legend(handles=[Patch(edgecolor="yellow", facecolor="none", label="mapped landslide")],
                 loc="lower right", fontsize=8)
     right.imshow(grey, cmap="gray", interpolation="nearest")
