@@ -120,9 +120,16 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW_PX)
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP_PX)
     parser.add_argument("--scenes", type=Path, default=None, help="cache folder for generated scenes")
+    parser.add_argument("--engine", choices=("onnx", "torch"), default="onnx",
+                        help="inference runtime (default: onnx, as slidemap predict)")
     args = parser.parse_args()
 
-    engine = TorchEngine.from_checkpoint(args.checkpoint) if args.checkpoint else random_engine()
+    torch_engine = TorchEngine.from_checkpoint(args.checkpoint) if args.checkpoint else random_engine()
+    engine: Engine = torch_engine
+    if args.engine == "onnx":
+        from slidemap.inference.onnx_export import OnnxEngine, export_bytes
+
+        engine = OnnxEngine(export_bytes(torch_engine))
     weights = str(args.checkpoint) if args.checkpoint else "random weights (demo architecture, untrained)"
     options = MappingOptions(window=args.window, overlap=args.overlap)
     scenes = args.scenes or Path(tempfile.gettempdir()) / "slidemap-bench-scenes"
@@ -142,6 +149,7 @@ def main() -> None:
     result = {
         "model": f"{engine.model_name} {DEMO_MODEL[1] if not args.checkpoint else ''}".strip(),
         "weights": weights,
+        "engine": args.engine,
         "window_px": args.window,
         "overlap_px": args.overlap,
         "reference_mpx_per_s": round(reference, 4),
@@ -152,7 +160,8 @@ def main() -> None:
                     "platform": platform.platform()},
     }
     header = f"{'size':>6} {'Mpx':>7} {'s':>8} {'Mpx/s':>7} {'Mpx/s(prob)':>11} {'x ref':>6} {'peak MB':>8} {'+MB':>7}"
-    print(f"model: {result['model']} — {weights}; window {args.window}, overlap {args.overlap}")
+    print(f"model: {result['model']} — {weights}; engine {args.engine}; window {args.window}, "
+          f"overlap {args.overlap}")
     print(header)
     for r in rows:
         print(f"{r['size_px']:>6} {r['megapixels']:>7.2f} {r['seconds']:>8.1f} {r['mpx_per_s']:>7.3f} "

@@ -9,8 +9,9 @@ and the paper width (64, depth 4), on 128 x 128 patches:
 * inference patches/s and Mpx/s three ways: ``eager`` (``model.eval()`` under
   ``inference_mode``, the straightforward form), ``optimized`` (what :class:`TorchEngine`
   runs: BatchNorm folded, ``channels_last``) and ``onnxruntime`` (the ``--engine onnx`` graph);
-* the fraction of this machine's dense-matmul rate (a 2048^2 float32 ``torch.mm``, timed in
-  the same loop) that each reaches;
+* the fraction of this machine's dense-matmul rate (the faster of a 2048^2 float32
+  ``torch.mm`` and the same-size GEMM through oneDNN, timed in the same loop) that each
+  reaches;
 * the CBAM overhead (UNet-CBAM time / UNet time, same width, same variant);
 * a plain reference: :class:`PlainUNet`, a minimal UNet of the same shape written here, so
   the ratio ``package UNet / reference`` shows what the package adds;
@@ -56,6 +57,7 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "src" / "slidemap" / "config
 PAPER_WIDTH, PAPER_DEPTH = 64, 4
 PATCH_PX = 128
 MATMUL_N = 2048
+GEMM_CHANNELS, GEMM_SIDE = 1024, 64  # oneDNN GEMM: (64*64 x 1024) @ (1024 x 1024)
 
 
 def demo_model() -> tuple[int, int, list[str]]:
@@ -126,9 +128,23 @@ def run_interleaved(items: dict[str, Timed], repeats: int) -> None:
             item.seconds.append(time.perf_counter() - started)
 
 
-def matmul_timed() -> Timed:
+def matmul_timed() -> dict[str, Timed]:
+    """The machine's dense float32 matrix-multiply rate, two ways: ``torch.mm`` (BLAS: MKL,
+    which on AMD CPUs takes its AVX2 path) and the same GEMM through oneDNN, the library
+    that runs the networks' convolutions (a 1x1 convolution, ``channels_last``, which
+    oneDNN runs as one GEMM with AVX-512 where the CPU has it). The faster one is the
+    reference: a network cannot be asked to beat a GEMM its own library runs faster."""
     a, b = torch.randn(MATMUL_N, MATMUL_N), torch.randn(MATMUL_N, MATMUL_N)
-    return Timed(lambda: torch.mm(a, b), 0, 2 * MATMUL_N**3 / 1e9)
+    channels, side = GEMM_CHANNELS, GEMM_SIDE
+    x = torch.randn(1, channels, side, side).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(channels, channels, 1, 1).contiguous(memory_format=torch.channels_last)
+
+    def onednn() -> None:
+        with torch.inference_mode():
+            F.conv2d(x, w)
+
+    return {"matmul/blas": Timed(lambda: torch.mm(a, b), 0, 2 * MATMUL_N**3 / 1e9),
+            "matmul/onednn": Timed(onednn, 0, 2 * channels**2 * side**2 / 1e9)}
 
 
 def train_timed(model: nn.Module, batch: torch.Tensor, target: torch.Tensor, gflops: float) -> Timed:
@@ -186,7 +202,7 @@ def bench_width(width: int, in_channels: int, batch_size: int, repeats: int, thr
                                     for name in list_models()}
     models["reference"] = PlainUNet(in_channels, width, depth)
     gflops = {name: profile_model(model, in_channels, PATCH_PX).gflops for name, model in models.items()}
-    items: dict[str, Timed] = {"matmul": matmul_timed()}
+    items: dict[str, Timed] = matmul_timed()
     notes: dict[str, str] = {}
     for name, model in models.items():
         items[f"{name}/train"] = train_timed(model, batch, target, gflops[name])
@@ -199,7 +215,9 @@ def bench_width(width: int, in_channels: int, batch_size: int, repeats: int, thr
             else:
                 notes[f"{name}/onnxruntime"] = onnx
     run_interleaved(items, repeats)
-    matmul_rate = items["matmul"].gflops / items["matmul"].median_s
+    matmul_rates = {key.split("/")[1]: items[key].gflops / items[key].median_s
+                    for key in ("matmul/blas", "matmul/onednn")}
+    matmul_rate = max(matmul_rates.values())
     rows = []
     for name in models:
         row: dict[str, Any] = {"model": name, "width": width, "depth": depth, "gflops_per_patch": round(gflops[name], 3)}
@@ -221,6 +239,7 @@ def bench_width(width: int, in_channels: int, batch_size: int, repeats: int, thr
                      for variant in ("train", "eager", "optimized", "onnxruntime")
                      if variant in by_name["unet_cbam"] and variant in by_name["unet"]}
     return {"width": width, "depth": depth, "batch": batch_size, "matmul_gflop_per_s": round(matmul_rate, 1),
+            "matmul_gflop_per_s_by_library": {k: round(v, 1) for k, v in matmul_rates.items()},
             "rows": rows, "cbam_overhead": cbam_overhead, "notes": notes}
 
 
@@ -254,7 +273,8 @@ def bench_data(features: list[str], batch_size: int, train_patches_per_s: float)
 
 def print_table(result: dict[str, Any]) -> None:
     print(f"width {result['width']}, depth {result['depth']}, batch {result['batch']} x {PATCH_PX}^2; "
-          f"matmul {result['matmul_gflop_per_s']} GFLOP/s")
+          f"dense matmul {result['matmul_gflop_per_s']} GFLOP/s (the faster of "
+          f"{', '.join(f'{k} {v}' for k, v in result['matmul_gflop_per_s_by_library'].items())})")
     print(f"{'model':10} {'GFLOP':>6} {'train p/s':>9} {'%mm':>5} {'eager p/s':>9} {'opt p/s':>8} {'opt Mpx/s':>9} "
           f"{'%mm':>5} {'ort p/s':>8} {'ort Mpx/s':>9} {'%mm':>5} {'eager/ref':>9}")
     for row in result["rows"]:
