@@ -133,6 +133,8 @@ class TrainerConfig:
         limit_train_batches, limit_val_batches: fraction (float) or count (int) of batches.
         log_every: optimiser steps between logged training losses.
         progress: show a progress bar when the output is a terminal.
+        tensorboard: also log every metric to TensorBoard event files in
+            ``<run>/tensorboard/`` (needs ``pip install 'slidemap[tensorboard]'``).
     """
 
     max_epochs: int = 100
@@ -149,6 +151,7 @@ class TrainerConfig:
     limit_val_batches: int | float = 1.0
     log_every: int = 10
     progress: bool = True
+    tensorboard: bool = False
 
 
 @dataclass

@@ -122,3 +122,39 @@ def test_unsafe_missing_section_and_corrupted_checkpoints_are_refused(tiny_run, 
     text.write_bytes(pickle.dumps("hello"))
     with pytest.raises(CheckpointError, match=str(text)):
         load_checkpoint(text)
+
+
+def test_tensorboard_option_writes_the_epoch_metrics_as_events(synthetic_root: Path, tmp_path: Path,
+                                                               tiny_config) -> None:
+    from tensorboardX.proto.event_pb2 import Event  # the writer's own record format
+
+    config = tiny_config(synthetic_root, max_epochs=2, limit_train_batches=2, limit_val_batches=1,
+                         tensorboard=True)
+    train(config, tmp_path / "run")
+    files = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(files) == 1
+    tags: dict[str, list[float]] = {}
+    data = files[0].read_bytes()
+    offset = 0
+    while offset < len(data):  # TFRecord framing: length (8), crc (4), payload, crc (4)
+        length = int.from_bytes(data[offset:offset + 8], "little")
+        event = Event.FromString(data[offset + 12:offset + 12 + length])
+        offset += 16 + length
+        for value in event.summary.value:
+            tags.setdefault(value.tag, []).append(value.simple_value)
+    assert len(tags["val_f1"]) == 2 and len(tags["val_best_f1"]) == 2  # one per epoch
+    history = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    header, last = history[0].split(","), history[-1].split(",")
+    assert abs(tags["val_loss"][-1] - float(last[header.index("val_loss")])) < 1e-5
+
+
+def test_tensorboard_without_a_writer_is_a_config_error(synthetic_root: Path, tmp_path: Path,
+                                                        tiny_config, monkeypatch) -> None:
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None
+                        if name in ("tensorboard", "tensorboardX") else find_spec(name, *args))
+    config = tiny_config(synthetic_root, max_epochs=1, tensorboard=True)
+    with pytest.raises(ConfigError, match=r"slidemap\[tensorboard\]"):
+        train(config, tmp_path / "run")

@@ -46,8 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run windows on an existing Dask scheduler, e.g. tcp://host:8786")
     parser.add_argument("--engine", choices=("torch", "onnx"), default="onnx",
                         help="inference runtime (default: onnx, a checkpoint is exported in memory "
-                             "first; 1.1-1.2x faster than torch on CPU at 512 px windows, the same "
-                             "probabilities within 1e-6; see docs/speed.md)")
+                             "first; 1.3-1.8x the speed of torch on a 512 px window on a CPU, the same "
+                             "probabilities within 1e-6; torch can be faster on small patches; "
+                             "see docs/speed.md)")
     parser.add_argument("--bands", default=None, metavar="MAPPING",
                         help="raster band numbers by band name, e.g. B2=2,B3=3,B4=4,B8=8 "
                              "(default: match band descriptions)")

@@ -118,6 +118,25 @@ def show_progress(config: ExperimentConfig) -> bool:
             and os.environ.get("SLIDEMAP_NO_PROGRESS", "0") in ("", "0"))
 
 
+def tensorboard_logger(out_dir: Path) -> Any:
+    """Lightning's TensorBoard logger writing event files to ``out_dir/tensorboard/``.
+
+    Raises:
+        ConfigError: neither ``tensorboard`` nor ``tensorboardX`` is installed.
+    """
+    import importlib.util
+
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    if not any(importlib.util.find_spec(name) for name in ("tensorboard", "tensorboardX")):
+        raise ConfigError(
+            "trainer.tensorboard is true but no TensorBoard writer is installed; "
+            "pip install 'slidemap[tensorboard]' (or set trainer.tensorboard=false)"
+        )
+    return TensorBoardLogger(save_dir=out_dir, name="tensorboard", version="",
+                             default_hp_metric=False)
+
+
 def build_trainer(config: ExperimentConfig, out_dir: Path, callbacks: list[Callback]) -> L.Trainer:
     """The Lightning Trainer of ``config.trainer`` writing into ``out_dir``."""
     tc = config.trainer
@@ -137,7 +156,7 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, callbacks: list[Callb
         limit_val_batches=tc.limit_val_batches,
         log_every_n_steps=tc.log_every,
         num_sanity_val_steps=0,
-        logger=False,
+        logger=tensorboard_logger(out_dir) if tc.tensorboard else False,
         callbacks=callbacks,
         enable_progress_bar=progress,
         enable_model_summary=False,
