@@ -4,8 +4,8 @@ For every registered model at the demo width (``configs/demo.yaml``: 16 channels
 and the paper width (64, depth 4), on 128 x 128 patches:
 
 * forward GFLOPs per patch (:func:`slidemap.models.profile_model`);
-* training patches/s (forward, BCE, backward, Adam step: what ``SegmentationTask`` does
-  without Lightning's bookkeeping), counted as 3 x forward FLOPs;
+* training patches/s (forward, BCE, backward, Adam step, ``channels_last``: what
+  ``SegmentationTask`` does without Lightning's bookkeeping), counted as 3 x forward FLOPs;
 * inference patches/s and Mpx/s three ways: ``eager`` (``model.eval()`` under
   ``inference_mode``, the straightforward form), ``optimized`` (what :class:`TorchEngine`
   runs: BatchNorm folded, ``channels_last``) and ``onnxruntime`` (the ``--engine onnx`` graph);
@@ -148,7 +148,10 @@ def matmul_timed() -> dict[str, Timed]:
 
 
 def train_timed(model: nn.Module, batch: torch.Tensor, target: torch.Tensor, gflops: float) -> Timed:
-    model = copy.deepcopy(model).train()  # its own copy: the inference variants put theirs in eval
+    """A training step as ``SegmentationTask`` runs it: ``channels_last`` weights and batch
+    (``trainer.channels_last``, the default)."""
+    model = copy.deepcopy(model).train().to(memory_format=torch.channels_last)  # its own copy
+    batch = batch.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step() -> None:

@@ -135,6 +135,8 @@ class TrainerConfig:
         progress: show a progress bar when the output is a terminal.
         tensorboard: also log every metric to TensorBoard event files in
             ``<run>/tensorboard/`` (needs ``pip install 'slidemap[tensorboard]'``).
+        channels_last: train with weights and batches in the ``channels_last`` memory
+            format (faster convolutions on CPUs and on GPUs with mixed precision).
     """
 
     max_epochs: int = 100
@@ -152,6 +154,7 @@ class TrainerConfig:
     log_every: int = 10
     progress: bool = True
     tensorboard: bool = False
+    channels_last: bool = True
 
 
 @dataclass

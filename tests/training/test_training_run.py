@@ -11,6 +11,7 @@ import torch
 import yaml
 
 from slidemap.config import experiment_from_dict
+from slidemap.data.normalization import ChannelStats
 from slidemap.errors import CheckpointError, ConfigError
 from slidemap.evaluation.evaluate import evaluate_checkpoint
 from slidemap.io.checkpoint import load_checkpoint, read_checkpoint
@@ -60,9 +61,11 @@ def test_checkpoint_round_trip_gives_identical_predictions(synthetic_root: Path,
     trainer.save_checkpoint(tmp_path / "model.ckpt")
     loaded = load_checkpoint(tmp_path / "model.ckpt")
     batch = next(iter(datamodule.val_dataloader()))["image"]
-    with torch.no_grad():
+    trained = task.model.state_dict()
+    assert all(torch.equal(value, trained[key]) for key, value in loaded.model.state_dict().items())
+    with torch.no_grad():  # same weights, same memory format (training's): bit-identical logits
         expected = task.model.eval()(batch)
-        assert torch.equal(loaded.model(batch), expected)
+        assert torch.equal(loaded.model.to(memory_format=task.memory_format)(batch), expected)
     assert loaded.threshold == task.threshold
     assert loaded.stats == datamodule.stats and loaded.pipeline == pipeline
 
@@ -158,3 +161,16 @@ def test_tensorboard_without_a_writer_is_a_config_error(synthetic_root: Path, tm
     config = tiny_config(synthetic_root, max_epochs=1, tensorboard=True)
     with pytest.raises(ConfigError, match=r"slidemap\[tensorboard\]"):
         train(config, tmp_path / "run")
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_training_memory_format_follows_the_config(synthetic_root: Path, tiny_config,
+                                                   channels_last: bool) -> None:
+    config = tiny_config(synthetic_root, channels_last=channels_last)
+    pipeline = build_pipeline(config)
+    task = SegmentationTask(config, pipeline, ChannelStats(pipeline.channel_names, [0.0] * pipeline.in_channels,
+                                                           [1.0] * pipeline.in_channels))
+    weights = [m.weight for m in task.model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+    expected = torch.channels_last if channels_last else torch.contiguous_format
+    assert weights and all(w.is_contiguous(memory_format=expected) for w in weights)
+    assert all(not w.is_contiguous() for w in weights) == channels_last

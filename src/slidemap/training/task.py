@@ -108,6 +108,11 @@ class SegmentationTask(L.LightningModule):
         self.model: nn.Module = build_model(
             config.model.name, pipeline.in_channels, **config.model.options
         )
+        #: weights and batches in ``channels_last`` (``trainer.channels_last``): oneDNN's
+        #: faster layout for convolutions on a CPU (docs/speed.md).
+        self.memory_format = (torch.channels_last if config.trainer.channels_last
+                              else torch.contiguous_format)
+        self.model.to(memory_format=self.memory_format)
         self.loss_fn = build_loss(config.loss, class_counts=class_counts)
         fixed = config.threshold if isinstance(config.threshold, float) else None
         self.threshold: float = EPOCH_THRESHOLD if fixed is None else fixed
@@ -121,7 +126,7 @@ class SegmentationTask(L.LightningModule):
 
     # ------------------------------------------------------------------------- steps
     def _step(self, batch: dict[str, Any], split: str) -> torch.Tensor:
-        logits = self.model(batch["image"])
+        logits = self.model(batch["image"].contiguous(memory_format=self.memory_format))
         target = batch["mask"]
         loss = self.loss_fn(logits, target)
         prob = torch.sigmoid(logits.detach().float()).squeeze(1)
