@@ -70,7 +70,7 @@ class TorchEngine:
 
     On the CPU the network is run in its inference form
     (:func:`~slidemap.models.fuse.optimize_for_inference`: BatchNorm folded into the
-    convolutions, ``channels_last``), 1.2-1.5x faster than the plain eval model and equal
+    convolutions, ``channels_last``), 1.2-1.9x faster than the plain eval model and equal
     to it within 1e-5 (docs/speed.md). ``model`` itself is not modified.
 
     Args:

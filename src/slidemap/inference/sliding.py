@@ -93,8 +93,9 @@ class WindowPlan:
 
         ``window`` is the largest side used: with the fewest windows of that size an axis
         needs, the side is then shrunk (in steps of ``align``) until those windows just cover
-        the scene, so the last one does not hang far past the edge (a 2048 px scene takes
-        three 736 px windows, not three of 1024). The longer need of the two axes wins.
+        the scene, so the last one does not hang far past the edge (with ``window=512`` a
+        1024 px scene takes three 400 px windows, not three of 512). The longer need of the
+        two axes wins.
 
         Raises:
             ConfigError: non-positive window, negative overlap or ``overlap >= window``.

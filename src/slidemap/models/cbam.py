@@ -133,13 +133,13 @@ class CBAM(nn.Module):
     **Initialisation.** Both maps multiply the features, so with PyTorch's default
     initialisation (gates near 0.5, each with its own random tilt) every CBAM halves or
     quarters its input, and a UNet-CBAM, with CBAM after every block and on every skip,
-    starts far from the UNet it refines: on the demo data its first epochs stall at the
+    starts far from the UNet it refines: on the demo data its first epochs stall near the
     loss of a constant prediction and its score after 20 epochs depends on the seed (val F1
-    0.86 to 0.96 over three seeds, UNet 0.94). ``gate_bias`` starts each gate open instead:
+    0.86 or 0.96, UNet 0.94; docs/models.md). ``gate_bias`` starts each gate open instead:
     the biases of the spatial convolution and of ``W1`` are set so that ``Mc`` and ``Ms``
     begin near ``sigmoid(gate_bias)`` (0.88 for the default 2), and attention is learnt as a
-    departure from passing the features through (0.94–0.97 over the same seeds, a val F1 of
-    0.53–0.64 after the first epoch instead of 0.09–0.25). The weights keep their default
+    departure from passing the features through (0.94–0.97 over three seeds, a val F1 of
+    0.53–0.64 after the first epoch instead of 0.09–0.48). The weights keep their default
     initialisation, so the maps still vary with the input from the first step.
     ``gate_bias=None`` keeps PyTorch's default initialisation.
 
