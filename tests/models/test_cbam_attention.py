@@ -68,11 +68,13 @@ def test_cbam_matches_float64_equations(kernel: int) -> None:
     torch.testing.assert_close(maps[""].spatial, ms, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("channels", [12, 40])  # channels_last: max tree below 32, plain max above
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("grad", [False, True])
-def test_cbam_float32_fast_path_within_1e4_of_reference(channels_last: bool, grad: bool) -> None:
-    module = _random_cbam()
-    x = torch.randn(4, 12, 16, 13)
+def test_cbam_float32_fast_path_within_1e4_of_reference(channels: int, channels_last: bool,
+                                                        grad: bool) -> None:
+    module = _random_cbam(channels)
+    x = torch.randn(4, channels, 16, 13)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
         module = module.to(memory_format=torch.channels_last)
