@@ -90,19 +90,23 @@ class TorchEngine:
         device: str = "cpu",
         optimize: bool = True,
     ) -> None:
-        from slidemap.models.fuse import optimize_for_inference
-
         #: the trained network, as given (what ONNX export traces).
         self.model = model.eval().to(device)
         self.optimized = optimize and device == "cpu"
-        #: what :meth:`predict_logits` runs.
-        self.runner = optimize_for_inference(self.model) if self.optimized else self.model
         self.pipeline = pipeline
         self.stats = stats
         self.threshold = float(threshold)
         self.model_name = model_name or type(model).__name__
         self.size_multiple = int(getattr(model, "size_multiple", 1))
         self.device = device
+
+    @functools.cached_property
+    def runner(self) -> torch.nn.Module:
+        """What :meth:`predict_logits` runs: the inference form, built on first use (an
+        engine that is only exported to ONNX never builds it)."""
+        from slidemap.models.fuse import optimize_for_inference
+
+        return optimize_for_inference(self.model) if self.optimized else self.model
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> TorchEngine:
