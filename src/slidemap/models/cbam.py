@@ -84,13 +84,12 @@ class ChannelAttention(nn.Module):
 
 def _channel_mean_max(x: torch.Tensor) -> torch.Tensor:
     """Channel-wise mean and max of ``(B, C, H, W)`` stacked as ``(B, 2, H, W)`` (Eq. 8)."""
-    if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):
-        return torch.stack((x.mean(dim=1), x.amax(dim=1)), dim=1)
-    if torch.is_grad_enabled() and x.requires_grad:
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    if channels_last and torch.is_grad_enabled() and x.requires_grad:
         # Under autograd the tree below costs 3-4x a max with indices (its backward is a
         # chain of small ops; a max's is one scatter), measured fwd+bwd (docs/speed.md).
         return torch.stack((x.mean(dim=1), torch.max(x, dim=1).values), dim=1)
-    if x.shape[1] >= TREE_MAX_CHANNELS:
+    if not channels_last or x.shape[1] >= TREE_MAX_CHANNELS:
         return torch.stack((x.mean(dim=1), x.amax(dim=1)), dim=1)
     # channels_last with few channels: C is the innermost axis, where torch's CPU reductions
     # are ~2x slower than a mat-vec product (mean) or a halving tree of element-wise maxima
