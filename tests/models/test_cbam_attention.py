@@ -146,3 +146,106 @@ def test_gate_bias_starts_both_gates_open_and_none_keeps_default_init() -> None:
     model = build_model("unet_cbam", 3, base_channels=8, depth=2, gate_bias=1.5)
     biases = [m.spatial.conv.bias.item() for m in model.modules() if isinstance(m, CBAM)]
     assert len(biases) == 3 + 2 + 2 and all(b == 1.5 for b in biases)
+
+
+# ----------------------------------------------------------- the fused kernel (native/cbam.cpp)
+@pytest.fixture
+def fused_kernel():
+    """The compiled kernel; tests using it skip where no C++ compiler builds it."""
+    from slidemap.models.native import cbam as native_cbam
+    from slidemap.models.native import status
+
+    if native_cbam.library() is None:
+        pytest.skip(f"fused CBAM kernel unavailable: {status('cbam').detail}")
+    return native_cbam
+
+
+def _fused_and_reference(channels: int, reduction: int, kernel: int) -> tuple[CBAM, CBAM]:
+    module = _random_cbam(channels, reduction, kernel)
+    reference = CBAM(channels, reduction=reduction, spatial_kernel=kernel)
+    reference.load_state_dict(module.state_dict())
+    reference.fused = False
+    return module, reference
+
+
+@pytest.mark.parametrize(("channels", "batch", "height", "width", "kernel", "threads"), [
+    (16, 2, 33, 37, 7, 1),   # AVX-512 paths (C a multiple of 16), tails of 16 and 64 pixels
+    (32, 3, 20, 70, 5, 2),   # one image per thread
+    (16, 1, 21, 130, 7, 3),  # fewer images than threads: row chunks with halos
+    (12, 3, 9, 11, 3, 2),    # portable loops (C not a multiple of 16)
+])
+def test_fused_cbam_forward_and_backward_equal_framework_ops(
+    fused_kernel, channels: int, batch: int, height: int, width: int, kernel: int, threads: int
+) -> None:
+    module, reference = _fused_and_reference(channels, 4, kernel)
+    torch.manual_seed(5)
+    x = torch.randn(batch, channels, height, width).contiguous(memory_format=torch.channels_last)
+    grad_out = torch.randn_like(x)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        inputs = [x.clone().requires_grad_(), x.clone().requires_grad_()]
+        with capture_attention(module) as maps:
+            fused_out = module(inputs[0])
+        with capture_attention(reference) as ref_maps:
+            ref_out = reference(inputs[1])
+        (fused_out * grad_out).sum().backward()
+        (ref_out * grad_out).sum().backward()
+        with torch.inference_mode():
+            inference_out = module(x)
+    finally:
+        torch.set_num_threads(previous)
+    torch.testing.assert_close(fused_out, ref_out, rtol=0, atol=1e-5)
+    torch.testing.assert_close(inference_out, ref_out.detach(), rtol=0, atol=1e-5)
+    assert fused_out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(maps[""].channel, ref_maps[""].channel, rtol=0, atol=1e-6)
+    torch.testing.assert_close(maps[""].spatial, ref_maps[""].spatial, rtol=0, atol=1e-6)
+    torch.testing.assert_close(inputs[0].grad, inputs[1].grad, rtol=1e-4, atol=1e-5)
+    for (name, fused_p), ref_p in zip(module.named_parameters(), reference.parameters(), strict=True):
+        scale = float(ref_p.grad.abs().max())
+        torch.testing.assert_close(fused_p.grad, ref_p.grad, rtol=0, atol=1e-4 * scale, msg=name)
+
+
+def test_fused_cbam_within_1e4_of_float64_equations(fused_kernel) -> None:
+    module = _random_cbam(32)
+    x = torch.randn(2, 32, 19, 23).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        out = module(x)
+    torch.testing.assert_close(out.double(), _reference_cbam(module, x)[0], rtol=0, atol=1e-4)
+
+
+def test_fused_cbam_bfloat16_close_to_float32(fused_kernel) -> None:
+    module, reference = _fused_and_reference(16, 4, 7)
+    x = torch.randn(2, 16, 24, 40).contiguous(memory_format=torch.channels_last)
+    low = x.bfloat16().requires_grad_()
+    high = low.detach().float().requires_grad_()
+    out_low, out_high = module(low), reference(high)
+    assert out_low.dtype == torch.bfloat16
+    grad_out = torch.randn_like(out_high)
+    (out_low.float() * grad_out).sum().backward()
+    (out_high * grad_out).sum().backward()
+    # bfloat16 keeps 8 significant bits: relative errors of a few 1e-3
+    assert float((out_low.detach().float() - out_high.detach()).abs().max() / out_high.abs().max()) < 1e-2
+    assert float((low.grad.float() - high.grad).abs().max() / high.grad.abs().max()) < 2e-2
+    weight_grad = reference.spatial.conv.weight.grad
+    assert float((module.spatial.conv.weight.grad - weight_grad).abs().max() / weight_grad.abs().max()) < 2e-2
+
+
+def test_native_kernels_fall_back_without_compiler_or_when_switched_off(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from slidemap.models import native
+
+    monkeypatch.setenv("SLIDEMAP_CACHE_DIR", str(tmp_path))
+    try:
+        monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+        native.load_library.cache_clear()
+        assert native.load_library("cbam") is None
+        assert native.status("cbam").state == "unavailable"
+        monkeypatch.setenv("SLIDEMAP_NATIVE", "0")
+        native.load_library.cache_clear()
+        assert native.load_library("cbam") is None
+        assert native.status("cbam").state == "disabled"
+        assert not list(tmp_path.iterdir())  # nothing built, nothing left behind
+    finally:
+        native.load_library.cache_clear()

@@ -4,8 +4,12 @@ CBAM refines a feature map ``F`` first along channels (Eq. 5–7), then along sp
 (Eq. 8–10): ``F' = Ms(Mc(F) * F) * (Mc(F) * F)`` (Eq. 11). It is a layer usable anywhere;
 :class:`~slidemap.models.unet.UNet` switches it on per placement.
 
-The implementation is written for CPU inference speed (a UNet-CBAM should cost little
-more than a UNet): the two pooled vectors go through the shared MLP in one call, the
+On the CPU, a ``channels_last`` float32 or bfloat16 input runs through one fused kernel
+(:mod:`slidemap.models.native.cbam`: forward, and backward under autograd), which passes
+over the feature map three times instead of the 6-8 passes of separate framework ops; the
+kernel is compiled on first use and is optional. Everywhere else (no compiler, NCHW
+input, GPU, float64, ONNX export or ``torch.compile``) the same maths runs as framework ops,
+written for speed too: the two pooled vectors go through the shared MLP in one call, the
 channel-refined map is the only full-size temporary, and outside autograd the spatial
 weighting is applied in place. ``channels_last`` inputs stay ``channels_last``.
 
@@ -26,6 +30,7 @@ from torch import nn
 
 from slidemap.errors import ConfigError
 from slidemap.models.blocks import exporting
+from slidemap.models.native import cbam as native_cbam
 
 #: Below this many channels, a ``channels_last`` map's channel max and mean are taken by a
 #: max tree and a mat-vec product (faster there than torch's reductions; docs/speed.md).
@@ -179,8 +184,30 @@ class CBAM(nn.Module):
         #: set by :func:`capture_attention`; holds the last call's maps while set.
         self.keep_maps = False
         self.last_maps: AttentionMaps | None = None
+        #: run the fused kernel where it applies (see the module docstring).
+        self.fused = True
+
+    def _fused_applies(self, x: torch.Tensor) -> bool:
+        return (self.fused and native_cbam.supports(x) and not exporting()
+                and native_cbam.library() is not None)
+
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        fc0, fc1, conv = self.channel.mlp.fc0, self.channel.mlp.fc1, self.spatial.conv
+        params = (fc0.weight, fc0.bias, fc1.weight, fc1.bias, conv.weight, conv.bias)
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)):
+            out, channel_map, spatial_map = native_cbam.FusedCBAMFunction.apply(x, *params)
+        else:
+            result = native_cbam.forward(x, native_cbam.CBAMWeights.of(*params))
+            out, channel_map, spatial_map = result.out, result.cm, result.sm
+        if self.keep_maps:
+            batch, channels, height, width = x.shape
+            self.last_maps = AttentionMaps(channel_map.view(batch, channels, 1, 1),
+                                           spatial_map.view(batch, 1, height, width))
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fused_applies(x):
+            return self._forward_fused(x)
         channel_map = self.channel(x)
         refined = x * channel_map  # Eq. 7, the only full-size temporary
         spatial_map = self.spatial(refined)
