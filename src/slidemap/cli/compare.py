@@ -13,6 +13,9 @@ HELP = "train and evaluate several models on the same data: Table 1, figures, re
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, "comparison config (e.g. configs/paper/compare.yaml)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    from slidemap.cli.predict import add_precision_arguments
+
+    add_precision_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_compare_config(args.config, args.overrides)
     if args.data is not None:
         config.base.data.root = str(args.data)
-    result = run_comparison(config, args.out)
+    result = run_comparison(config, args.out, precision=args.precision, calibration=args.calibration)
     print((args.out / "table1.md").read_text(encoding="utf-8"))
     print(f"report: {result.report_html} ({result.seconds:.0f} s)")
     return 0

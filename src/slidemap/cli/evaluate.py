@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--panels", type=int, default=6, metavar="N",
                         help="patches in the prediction panels (default: 6)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="B")
+    from slidemap.cli.predict import add_precision_arguments
+
+    add_precision_arguments(parser)
     parser.add_argument("--verbose", action="store_true", help="also show library messages")
 
 
@@ -43,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_checkpoint(args.checkpoint)
     panel_ids = select_panel_ids(split_refs(args.data, args.split), args.panels)
     evaluation = evaluate_checkpoint(loaded, args.data, args.split, args.threshold,
-                                     args.batch_size, keep_ids=panel_ids)
-    metrics_path = write_metrics(evaluation.metrics, args.out / "metrics.json")
+                                     args.batch_size, keep_ids=panel_ids, precision=args.precision,
+                                     calibration=args.calibration)
+    metrics_path = write_metrics({**evaluation.metrics, "inference_precision": args.precision},
+                                 args.out / "metrics.json")
     write_figures({loaded.model_name: evaluation}, args.out, panel_ids)
     m = evaluation.metrics
     print(f"{metrics_path}: F1 {m['f1']:.4f}  IoU {m['iou']:.4f}  precision {m['precision']:.4f}  "

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from slidemap.inference.postprocess import PostprocessConfig
 
 HELP = "map landslides in GeoTIFF scenes (with a DEM) or Landslide4Sense .h5 patches"
+#: the input on which ``--engine auto`` times the runtimes for patch folders
+PATCH_BATCH, PATCH_SIDE = 8, 128
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,11 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run windows on a local Dask cluster of N worker processes")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="run windows on an existing Dask scheduler, e.g. tcp://host:8786")
-    parser.add_argument("--engine", choices=("torch", "onnx"), default="onnx",
-                        help="inference runtime (default: onnx, a checkpoint is exported in memory "
-                             "first; 1.3-1.8x the speed of torch on a 512 px window on a CPU, the same "
-                             "probabilities within 1e-6; torch can be faster on small patches; "
-                             "see docs/speed.md)")
+    parser.add_argument("--engine", choices=("auto", "torch", "onnx"), default="auto",
+                        help="inference runtime (default: auto, the faster of the runtimes that run "
+                             "the precision, timed on one input of this job's shape; onnx exports a "
+                             "checkpoint in memory first; see docs/speed.md)")
+    add_precision_arguments(parser)
     parser.add_argument("--bands", default=None, metavar="MAPPING",
                         help="raster band numbers by band name, e.g. B2=2,B3=3,B4=4,B8=8 "
                              "(default: match band descriptions)")
@@ -67,6 +69,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="show debug messages")
 
 
+def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--precision`` and ``--calibration`` (shared by predict, evaluate and compare)."""
+    parser.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                        help="numeric precision of inference (default: fp32); bf16 runs on the torch "
+                             "engine (2x faster on CPUs with AVX512-BF16 or AMX), int8 on onnx; their "
+                             "accuracy against fp32 is measured in docs/speed.md")
+    parser.add_argument("--calibration", type=Path, default=None, metavar="DIR",
+                        help="training patches that calibrate --precision int8 when the checkpoint "
+                             "is not an int8 export (slidemap export --precision int8)")
+
+
 def _postprocess(args: argparse.Namespace) -> PostprocessConfig:
     from slidemap.inference.postprocess import PostprocessConfig
 
@@ -77,7 +90,7 @@ def _postprocess(args: argparse.Namespace) -> PostprocessConfig:
 
 def run(args: argparse.Namespace) -> int:
     from slidemap.cli._runtime import setup_logging
-    from slidemap.inference.engine import EngineSpec, load_engine
+    from slidemap.inference.engine import EngineSpec, choose_engine, load_engine
     from slidemap.inference.patches import is_patch_input, patch_refs, predict_patches
 
     setup_logging(args.verbose)
@@ -90,11 +103,16 @@ def run(args: argparse.Namespace) -> int:
         from slidemap.io.atomic import clean_stale_temporaries
 
         clean_stale_temporaries(args.out)
-    spec = EngineSpec(args.checkpoint, args.engine)
-    engine = load_engine(spec)
     kinds = {is_patch_input(p) for p in args.inputs}
     if len(kinds) > 1:
         raise InputError("mixes GeoTIFF scenes and .h5 patches; predict them in separate runs", args.inputs[0])
+    spec = EngineSpec(args.checkpoint, "torch" if args.engine == "auto" else args.engine,
+                      precision=args.precision, calibration=args.calibration)
+    if args.engine == "auto":  # one patch batch, or one scene window
+        patches = kinds == {True}
+        spec, _ = choose_engine(spec, batch=PATCH_BATCH if patches else 1,
+                                side=PATCH_SIDE if patches else args.window)
+    engine = load_engine(spec)
     if kinds == {True}:
         summary = predict_patches(engine, patch_refs(args.inputs, args.split), args.out,
                                   threshold=args.threshold,

@@ -133,9 +133,19 @@ def comparison_data(config: CompareConfig) -> Path:
     return resolve_data_path(path)
 
 
-def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResult:
+def calibration_data(config: CompareConfig) -> Path | None:
+    """The comparison's training data (``base.data.train_path``, else the root, whose
+    training split is read), which calibrates ``--precision int8``."""
+    data = config.base.data
+    path = data.train_path or data.root
+    return None if path is None else resolve_data_path(path)
+
+
+def run_comparison(config: CompareConfig, out_dir: str | Path, precision: str = "fp32",
+                   calibration: str | Path | None = None) -> ComparisonResult:
     """Train and evaluate every model of ``config`` on the same data; write Table 1,
-    the figures and the report into ``out_dir`` (see the module docstring).
+    the figures and the report into ``out_dir`` (see the module docstring). Evaluation
+    runs at ``precision`` (int8: calibrated on ``calibration``, else the training data).
 
     Raises:
         ConfigError: no data for the split (:func:`comparison_data`), or a bad model variant.
@@ -156,7 +166,9 @@ def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResu
     panel_ids = select_panel_ids(refs, config.panels.count, config.panels.ids)
     evaluations: dict[str, Evaluation] = {}
     for name, run in result.runs.items():
-        evaluation = evaluate_checkpoint(run.best_checkpoint, data, config.split, keep_ids=panel_ids)
+        evaluation = evaluate_checkpoint(run.best_checkpoint, data, config.split, keep_ids=panel_ids,
+                                         precision=precision,
+                                         calibration=calibration or calibration_data(config))
         write_metrics(evaluation.metrics, run.out_dir / f"metrics_{config.split}.json")
         evaluations[name] = evaluation
         result.metrics[name] = evaluation.metrics
@@ -194,6 +206,7 @@ def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResu
         f"Data: {data}, {len(refs)} patches in the {config.split} split; metrics over all "
         "pixels of the split from one confusion matrix.",
         "Each model's threshold maximises F1 on the validation split (column 'Threshold').",
+        f"Inference precision: {precision}.",
         *(f"{name}: {run.out_dir.relative_to(out_dir)} (best epoch {run.best_epoch + 1} of "
           f"{len(run.history)}, {run.seconds:.0f} s)" for name, run in result.runs.items()),
         f"Table files: {table.markdown.name}, {table.csv.name}, {table.json.name}. "

@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from slidemap.evaluation.curves import BinnedCurves, compute_metrics
 from slidemap.evaluation.metrics import ConfusionCounts
 from slidemap.io.atomic import write_text_atomic
 from slidemap.io.checkpoint import LoadedModel, load_checkpoint
+
+if TYPE_CHECKING:
+    from slidemap.inference.engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +100,11 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def predict_split(
-    loaded: LoadedModel, refs: Sequence[PatchRef], batch_size: int = 8, device: str = "auto"
+    loaded: LoadedModel, refs: Sequence[PatchRef], batch_size: int = 8, device: str = "auto",
+    engine: Engine | None = None,
 ) -> Iterator[tuple[list[str], torch.Tensor, torch.Tensor]]:
-    """Landslide probabilities of every patch, batch by batch.
+    """Landslide probabilities of every patch, batch by batch (through ``engine`` when
+    given, e.g. a reduced-precision one; else the checkpoint's model on ``device``).
 
     Yields:
         ``(ids, probability (B, H, W) float32 on CPU, mask (B, H, W) int64)``.
@@ -109,8 +115,28 @@ def predict_split(
     model = loaded.model.to(target_device).eval()
     with torch.inference_mode():
         for batch in loader:
-            logits = model(batch["image"].to(target_device))
+            if engine is not None:
+                logits = torch.from_numpy(engine.predict_logits(batch["image"].numpy()))
+            else:
+                logits = model(batch["image"].to(target_device))
             yield list(batch["id"]), torch.sigmoid(logits.float()).squeeze(1).cpu(), batch["mask"]
+
+
+def precision_engine(loaded: LoadedModel, precision: str, calibration: str | Path | None = None) -> Engine | None:
+    """The engine that runs ``loaded`` at a reduced ``precision`` (``bf16``: torch;
+    ``int8``: onnxruntime, quantized with ``calibration`` patches); ``None`` for ``fp32``.
+
+    Raises:
+        ConfigError: an unknown precision, or int8 without calibration data.
+    """
+    from slidemap.inference.engine import EngineSpec, load_engine, registered_engines
+
+    if precision == "fp32":
+        return None
+    kinds = [e.kind for e in registered_engines() if e.precision == precision]
+    spec = EngineSpec(loaded.path, kinds[0] if kinds else "torch", precision=precision,  # type: ignore[arg-type]
+                      calibration=None if calibration is None else Path(calibration))
+    return load_engine(spec)
 
 
 def evaluate_checkpoint(
@@ -121,6 +147,8 @@ def evaluate_checkpoint(
     batch_size: int = 8,
     keep_ids: Sequence[str] = (),
     device: str = "auto",
+    precision: str = "fp32",
+    calibration: str | Path | None = None,
 ) -> Evaluation:
     """Score ``checkpoint`` on all pixels of a split.
 
@@ -132,6 +160,8 @@ def evaluate_checkpoint(
         batch_size: patches per forward pass.
         keep_ids: patches whose bands, truth and probability are kept (for panels).
         device: ``auto``, ``cpu``, ``cuda``...
+        precision: ``fp32`` (the checkpoint's model), ``bf16`` or ``int8`` (see
+            :func:`precision_engine`; ``calibration`` is the int8 calibration folder).
 
     Raises:
         CheckpointError, InputError, ConfigError: bad checkpoint, data or threshold.
@@ -148,7 +178,8 @@ def evaluate_checkpoint(
     counts = ConfusionCounts()
     keep = set(keep_ids)
     probabilities: dict[str, np.ndarray] = {}
-    for ids, prob, mask in predict_split(loaded, refs, batch_size, device):
+    engine = precision_engine(loaded, precision, calibration)
+    for ids, prob, mask in predict_split(loaded, refs, batch_size, device, engine):
         curves.update(prob, mask)
         counts = counts + ConfusionCounts.from_predictions(prob >= threshold, mask)
         for i, patch_id in enumerate(ids):

@@ -32,7 +32,7 @@ from rasterio.windows import Window
 from shapely.strtree import STRtree
 
 from slidemap.errors import ConfigError
-from slidemap.inference.engine import Engine, EngineSource, resolve_engine
+from slidemap.inference.engine import Engine, EngineSource, engine_identity, resolve_engine
 from slidemap.inference.postprocess import (
     PostprocessConfig,
     filter_objects,
@@ -264,6 +264,7 @@ def predict_scene(
         "total_area_m2": float(attributes["area_m2"].sum()),
         "threshold": threshold,
         "model": engine.model_name,
+        "engine": engine_identity(engine),
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "inputs": {"image": str(scene.image), "dem": None if scene.dem is None else str(scene.dem),
                    "band_mapping": dict(scene.band_mapping) or None},

@@ -7,27 +7,40 @@ multiples of the network's ``size_multiple`` (the traced graph has no padding);
 
 Everything needed to predict travels inside the file, as JSON under the metadata key
 ``slidemap`` (``metadata_props``): the input pipeline, the normalisation statistics, the
-threshold, the model name and options, and ``size_multiple``.
+threshold, the model name and options, ``size_multiple`` and ``precision``.
+
+**int8.** :func:`quantize_int8` quantizes the float32 graph statically with onnxruntime:
+QDQ format, per-channel symmetric int8 weights, uint8 activations whose ranges are the
+min/max seen on calibration inputs (a few hundred training patches, normalised as the
+model's input, :func:`calibration_inputs`). Every operator onnxruntime can quantize is
+quantized, CBAM's included. The calibration source, patch count and seed are stored in the
+metadata (``calibration``). How close it stays to float32: ``docs/speed.md``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from slidemap.errors import CheckpointError
-from slidemap.inference.engine import TorchEngine, engine_metadata
+from slidemap.errors import CheckpointError, ConfigError
+from slidemap.inference.engine import EngineSpec, TorchEngine, engine_metadata, register_engine
 from slidemap.io.atomic import write_bytes_atomic
 
 METADATA_KEY = "slidemap"
 OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+#: patches drawn (seeded) from the calibration folder for int8 quantization.
+CALIBRATION_PATCHES = 256
+CALIBRATION_SEED = 0
 
 
 def export_bytes(
@@ -58,10 +71,107 @@ def export_bytes(
                 source,
             ) from None
     model = onnx.load_from_string(buffer.getvalue())
+    _set_metadata(model, {**engine_metadata(engine), "precision": "fp32", **(meta or {})})
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _set_metadata(model: Any, meta: dict[str, Any]) -> None:
+    """Write ``meta`` as JSON under :data:`METADATA_KEY` (replacing an earlier value)."""
+    for index in reversed(range(len(model.metadata_props))):
+        if model.metadata_props[index].key == METADATA_KEY:
+            del model.metadata_props[index]
     entry = model.metadata_props.add()
     entry.key = METADATA_KEY
-    entry.value = json.dumps({**engine_metadata(engine), **(meta or {})})
-    onnx.checker.check_model(model)
+    entry.value = json.dumps(meta)
+
+
+def _metadata(model_bytes: bytes) -> dict[str, Any]:
+    import onnx
+
+    model = onnx.load_from_string(model_bytes)
+    raw = next((p.value for p in model.metadata_props if p.key == METADATA_KEY), None)
+    return {} if raw is None else json.loads(raw)
+
+
+def calibration_inputs(engine: Any, data: str | Path, count: int = CALIBRATION_PATCHES,
+                       seed: int = CALIBRATION_SEED) -> list[np.ndarray]:
+    """Up to ``count`` patches of ``data`` (a Landslide4Sense root: its training split; or
+    one folder of patches), drawn with ``seed``, as the model's normalised input: each
+    ``(1, C, H, W) float32``.
+
+    Raises:
+        InputError: no patches there, or a patch that cannot be read (naming the file).
+        ConfigError: ``count < 1``.
+    """
+    from slidemap.data.l4s import dataset_layout, find_patches, read_image
+    from slidemap.inference.engine import prepare_input
+
+    if count < 1:
+        raise ConfigError(f"calibration needs at least one patch, got {count}")
+    split = "train" if dataset_layout(data) in ("root", "public") else None
+    refs = find_patches(data, split=split, require_masks=False)
+    chosen = np.random.default_rng(seed).permutation(len(refs))[:count]
+    n_bands = len(engine.pipeline.band_set)
+    return [prepare_input(engine, read_image(refs[i].image, n_bands))[None] for i in sorted(chosen)]
+
+
+class _DropQuantizerRecords(logging.Filter):
+    """Drops the advice onnxruntime's quantizer logs on the root logger (pre-processing
+    tips, which :func:`quantize_int8` follows)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "onnxruntime" not in record.pathname
+
+
+@contextlib.contextmanager
+def _quiet_quantizer() -> Iterator[None]:
+    root = logging.getLogger()
+    quiet = _DropQuantizerRecords()
+    root.addFilter(quiet)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="onnxruntime")
+            yield
+    finally:
+        root.removeFilter(quiet)
+
+
+def quantize_int8(model_bytes: bytes, inputs: list[np.ndarray], provenance: dict[str, Any] | None = None) -> bytes:
+    """The float32 graph ``model_bytes`` quantized statically to int8 (see the module
+    docstring), calibrated on ``inputs`` (each ``(1, C, H, W)``); its metadata gains
+    ``precision: int8`` and ``calibration`` (``provenance`` plus the patch count)."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(inputs)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            item = next(self.items, None)
+            return None if item is None else {INPUT_NAME: item}
+
+    meta = _metadata(model_bytes)
+    with tempfile.TemporaryDirectory(prefix="slidemap-int8-") as tmp, _quiet_quantizer():
+        source, prepared, target = (Path(tmp) / name for name in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
+        source.write_bytes(model_bytes)
+        # constant folding and shape inference first (onnxruntime's advice): the exporter's
+        # folded BatchNorm biases become initializers, which the quantizer needs
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        model = onnx.load(str(target))
+    _set_metadata(model, {**meta, "precision": "int8",
+                          "calibration": {**(provenance or {}), "patches": len(inputs)}})
     return model.SerializeToString()
 
 
@@ -82,27 +192,53 @@ def _trace(engine: TorchEngine, dummy: Any, buffer: io.BytesIO) -> None:
     )
 
 
-def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
-    """Export the network of ``checkpoint`` to ``out`` (atomically) with its metadata.
+def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = "fp32",
+                calibration: str | Path | None = None, calibration_patches: int = CALIBRATION_PATCHES) -> Path:
+    """Export the network of ``checkpoint`` to ``out`` (atomically) with its metadata;
+    ``precision="int8"`` quantizes it, calibrated on ``calibration_patches`` patches of the
+    folder ``calibration`` (required then).
 
     Raises:
         CheckpointError: the checkpoint cannot be loaded.
+        ConfigError: a precision other than fp32/int8, or int8 without calibration data.
+        InputError: unreadable calibration patches.
     """
     from slidemap.io.checkpoint import load_checkpoint
 
+    if precision not in ("fp32", "int8"):
+        raise ConfigError(f"ONNX export writes fp32 or int8 models, not {precision!r} "
+                          "(bf16 runs on the torch engine from the checkpoint itself)")
     loaded = load_checkpoint(checkpoint)
     engine = TorchEngine(loaded.model, loaded.pipeline, loaded.stats, loaded.threshold, loaded.model_name)
     meta = {"model_options": loaded.meta["model"].get("options", {}), "checkpoint": str(checkpoint)}
-    return write_bytes_atomic(out, export_bytes(engine, meta, checkpoint))
+    data = export_bytes(engine, meta, checkpoint)
+    if precision == "int8":
+        data = _quantized(engine, data, calibration, checkpoint, calibration_patches)
+    return write_bytes_atomic(out, data)
+
+
+def _quantized(engine: Any, model_bytes: bytes, calibration: str | Path | None, source: str | Path,
+               count: int = CALIBRATION_PATCHES) -> bytes:
+    if calibration is None:
+        raise ConfigError(
+            "int8 needs calibration data: give --calibration DIR (a folder of training patches), "
+            "or an int8 export (slidemap export --precision int8 --calibration DIR)", source)
+    inputs = calibration_inputs(engine, calibration, count)
+    provenance = {"source": str(calibration), "seed": CALIBRATION_SEED, "method": "minmax"}
+    return quantize_int8(model_bytes, inputs, provenance)
 
 
 class OnnxEngine:
     """An ONNX model run by onnxruntime on the CPU; same interface as :class:`TorchEngine`.
 
+    ``precision`` is the model's own (``fp32``, or ``int8`` for a quantized export).
+
     Args:
         model: serialised ONNX model with ``slidemap`` metadata (see :func:`export_bytes`).
         source: the file it came from, for error messages.
     """
+
+    kind = "onnx"
 
     def __init__(self, model: bytes, source: str | Path = "<memory>") -> None:
         import onnxruntime as ort
@@ -123,6 +259,9 @@ class OnnxEngine:
         self.threshold = float(meta["threshold"])
         self.model_name = str(meta["model"])
         self.size_multiple = int(meta["size_multiple"])
+        self.precision = str(meta.get("precision", "fp32"))
+        self.model_bytes = model
+        self.source = source
 
     @classmethod
     def from_file(cls, path: str | Path) -> OnnxEngine:
@@ -147,3 +286,20 @@ class OnnxEngine:
         padded = pad_to_multiple(torch.from_numpy(np.ascontiguousarray(batch, np.float32)), self.size_multiple)
         (logits,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: padded.numpy()})
         return logits[..., :height, :width]
+
+
+@register_engine("onnx", "fp32", "onnxruntime, the exported float32 graph")
+def _onnx_fp32(spec: EngineSpec) -> OnnxEngine:
+    engine = OnnxEngine.from_file(spec.path)
+    if engine.precision != "fp32":
+        raise ConfigError(f"is an {engine.precision} model; run it with --precision {engine.precision}",
+                          spec.path)
+    return engine
+
+
+@register_engine("onnx", "int8", "onnxruntime, static int8 quantization (QDQ, per-channel weights)")
+def _onnx_int8(spec: EngineSpec) -> OnnxEngine:
+    engine = OnnxEngine.from_file(spec.path)
+    if engine.precision == "int8":
+        return engine
+    return OnnxEngine(_quantized(engine, engine.model_bytes, spec.calibration, spec.path), spec.path)

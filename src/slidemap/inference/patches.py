@@ -20,7 +20,7 @@ import numpy as np
 
 from slidemap.data.l4s import IMAGE_PREFIX, SUFFIX, PatchRef, find_patches, read_image
 from slidemap.errors import InputError
-from slidemap.inference.engine import Engine, prepare_input, sigmoid
+from slidemap.inference.engine import Engine, engine_identity, prepare_input, sigmoid
 from slidemap.inference.postprocess import PostprocessConfig, clean_mask
 from slidemap.io.atomic import atomic_path
 
@@ -122,6 +122,7 @@ def predict_patches(
         "landslide_pixels": landslide_pixels,
         "threshold": threshold,
         "model": engine.model_name,
+        "engine": engine_identity(engine),
         "postprocess": None if postprocess is None else asdict(postprocess),
         "seconds": round(time.perf_counter() - started, 3),
         "outputs": str(out_dir),
