@@ -22,7 +22,12 @@ from slidemap.inference.engine import (
     registered_engines,
     sigmoid,
 )
-from slidemap.inference.onnx_export import OnnxEngine, calibration_inputs, export_bytes, quantize_int8
+from slidemap.inference.onnx_export import (
+    OnnxEngine,
+    calibration_inputs,
+    export_bytes,
+    quantize_int8,
+)
 from slidemap.models import build_model
 
 #: Largest probability difference to fp32 allowed per precision on the fixed model below
