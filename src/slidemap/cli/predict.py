@@ -141,4 +141,4 @@ def _predict_scenes(args: argparse.Namespace, spec: EngineSpec) -> None:
         scene = SceneSpec(image, args.dem, mapping)
         summary = predict_scene(spec, scene, out, options, checkpoint=args.checkpoint)
         print(f"{image}: {summary['count']} landslides, {summary['total_area_m2']:.0f} m² -> {out}")
-        print(json.dumps({k: summary[k] for k in ("threshold", "seconds", "megapixels_per_second")}))
+        print(json.dumps({k: summary[k] for k in ("engine", "threshold", "seconds", "megapixels_per_second")}))

@@ -331,7 +331,7 @@ def choose_engine(spec: EngineSpec, batch: int, side: int, repeats: int = 2) -> 
             engine.predict_logits(sample)
             seconds[kind] = min(seconds[kind], time.perf_counter() - started)
     fastest = min(seconds, key=seconds.__getitem__)
-    log.info("--engine auto chose %s (%s for a %s input)", fastest,
+    log.debug("--engine auto chose %s (%s for a %s input)", fastest,
              ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in seconds.items()), "x".join(map(str, sample.shape)))
     return with_kind(fastest), {k: round(v, 4) for k, v in seconds.items()}
 
