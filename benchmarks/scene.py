@@ -1,15 +1,25 @@
-"""Scene-mapping benchmark: throughput and peak memory of ``predict_scene`` versus scene size.
+"""Scene-mapping benchmark: the whole job against the bare network, per engine and precision.
 
 Maps synthetic scenes (:func:`slidemap.data.synthetic.generate_scene`) of several sizes with
-a demo-sized model and reports, per size: Mpx/s of the whole mapping (probability, mask,
-polygons), Mpx/s of the probability pass alone, the ratio of the latter to a plain
-reference (the bare model on one window in the same process, no I/O or blending), and the
-peak resident memory above the baseline (RSS sampled every 20 ms). Then the growth of peak
-memory per Mpx (least squares over sizes) and the extrapolated time of a full Sentinel-2
-tile (10980 × 10980 px). Prints a table and writes JSON to ``benchmarks/results/``.
+the demo's model (UNet-CBAM, 16 channels, depth 3; random weights unless ``--checkpoint``),
+**each size in a fresh process** (so peak memory is that size's alone), and reports per size:
 
-    python benchmarks/scene.py                          # 2048, 4096, 8192 px, random weights
-    python benchmarks/scene.py --sizes 1024 2048 --checkpoint runs/demo/best.ckpt
+* the whole job's rate (probability, mask, polygons; Mpx of scene per second) and the
+  probability pass's;
+* the bare network's rate on one window of the job's window size, timed in the same
+  process just before and after the job (the mean), and the job's rate as a fraction of it;
+* the network's share of the job (seconds inside ``predict_logits`` / job seconds) and the
+  overlap factor (window pixels predicted / scene pixels: with window 512 and overlap 64 a
+  pixel is predicted about (512/448)^2 = 1.3 times, which caps the fraction above at ~0.77);
+* peak resident memory of the process (``ru_maxrss``) and above its baseline (engine loaded,
+  before mapping); then the growth of peak memory per Mpx (least squares over sizes) and the
+  time of a full Sentinel-2 tile (10980 x 10980 px) extrapolated from the largest size.
+
+Prints a table and writes JSON to ``benchmarks/results/`` (or ``--out``)::
+
+    python benchmarks/scene.py                                    # 2048, 4096, 8192 px, --engine auto, fp32
+    python benchmarks/scene.py --precision bf16 --sizes 2048 4096
+    python benchmarks/scene.py --checkpoint runs/demo/runs/unet-cbam/best.ckpt --engine onnx
 """
 
 from __future__ import annotations
@@ -18,98 +28,157 @@ import argparse
 import json
 import os
 import platform
+import resource
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import torch
 
 from slidemap.data.normalization import ChannelStats
-from slidemap.data.synthetic import generate_scene
+from slidemap.data.synthetic import generate_dataset, generate_scene
 from slidemap.features import InputPipeline
-from slidemap.inference.engine import Engine, TorchEngine
+from slidemap.inference.engine import (
+    AUTO,
+    ENGINE_KINDS,
+    PRECISIONS,
+    Engine,
+    TorchEngine,
+    engine_identity,
+)
 from slidemap.inference.mapping import MappingOptions, predict_scene
 from slidemap.inference.scene import SceneSpec
-from slidemap.inference.sliding import DEFAULT_OVERLAP_PX, DEFAULT_WINDOW_PX
+from slidemap.inference.sliding import DEFAULT_OVERLAP_PX, DEFAULT_WINDOW_PX, WindowPlan
 from slidemap.models import build_model
 
 S2_TILE_PX = 10980
 DEMO_MODEL = ("unet_cbam", {"base_channels": 16, "depth": 3})
 DEMO_FEATURES = ("ndvi", "ndmi", "gndvi", "bsi", "brightness", "slope", "elevation")
 RESULTS = Path(__file__).resolve().parent / "results"
+CALIBRATION_PATCHES = 64
 
 
-class PeakRss:
-    """Samples this process's resident memory in a thread; ``peak`` in bytes."""
-
-    def __init__(self, interval_s: float = 0.02) -> None:
-        self.interval_s = interval_s
-        self.process = psutil.Process()
-        self.peak = self.process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
-
-
-def random_engine() -> TorchEngine:
+def random_engine(precision: str = "fp32") -> TorchEngine:
     """The demo model (UNet-CBAM, 16 channels, depth 3) with random weights on l4s14 + 7 features."""
     pipeline = InputPipeline("l4s14", features=DEMO_FEATURES)
     torch.manual_seed(0)
     model = build_model(DEMO_MODEL[0], pipeline.in_channels, **DEMO_MODEL[1])
     n = pipeline.in_channels
     stats = ChannelStats(pipeline.channel_names, np.ones(n), np.ones(n))
-    return TorchEngine(model, pipeline, stats, 0.5, DEMO_MODEL[0])
+    return TorchEngine(model, pipeline, stats, 0.5, DEMO_MODEL[0], precision=precision)
 
 
-def reference_mpx_per_s(engine: Engine, window: int, repeats: int = 3) -> float:
-    """Plain reference: the bare model on one ``window``² input (no I/O, features or blending)."""
-    batch = np.zeros((1, engine.pipeline.in_channels, window, window), dtype=np.float32)
+def build_engine(kind: str, precision: str, checkpoint: Path | None, calibration: Path | None,
+                 work: Path) -> Engine:
+    """The engine ``kind``/``precision`` of ``checkpoint`` (or of the random demo model; its
+    int8 calibration then comes from a small synthetic dataset made in ``work``)."""
+    from slidemap.inference.engine import EngineSpec, load_engine
+    from slidemap.inference.onnx_export import (
+        OnnxEngine,
+        calibration_inputs,
+        export_bytes,
+        quantize_int8,
+    )
+
+    if checkpoint is not None:
+        return load_engine(EngineSpec(checkpoint, kind, precision=precision, calibration=calibration))  # type: ignore[arg-type]
+    torch_engine = random_engine("bf16" if precision == "bf16" else "fp32")
+    if kind == "torch":
+        return torch_engine
+    model = export_bytes(torch_engine)
+    if precision == "int8":
+        data = calibration or work / "calibration"
+        if calibration is None and not (data / "synthetic.json").is_file():
+            generate_dataset(data, n_patches=CALIBRATION_PATCHES, seed=0)
+        model = quantize_int8(model, calibration_inputs(torch_engine, data, CALIBRATION_PATCHES),
+                              {"source": str(data)})
+    return OnnxEngine(model)
+
+
+class CountingEngine:
+    """Wraps an engine and adds up the wall seconds spent in ``predict_logits``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.seconds = 0.0
+        self.pixels = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+    def predict_logits(self, batch: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        out = self.engine.predict_logits(batch)
+        self.seconds += time.perf_counter() - started
+        self.pixels += batch.shape[0] * batch.shape[-2] * batch.shape[-1]
+        return out
+
+
+def bare_mpx_per_s(engine: Engine, side: int, repeats: int = 3) -> float:
+    """The bare network on one ``side``² window (no I/O, features or blending): Mpx/s."""
+    batch = np.zeros((1, engine.pipeline.in_channels, side, side), dtype=np.float32)
     engine.predict_logits(batch)  # warm-up
     started = time.perf_counter()
     for _ in range(repeats):
         engine.predict_logits(batch)
-    return repeats * window * window / 1e6 / (time.perf_counter() - started)
+    return repeats * side * side / 1e6 / (time.perf_counter() - started)
 
 
-def bench_size(engine: Engine, size: int, scenes: Path, out: Path, options: MappingOptions) -> dict[str, Any]:
-    scene_dir = scenes / f"scene_{size}"
+def map_one_size(args: argparse.Namespace) -> dict[str, Any]:
+    """The child: build the engine, map one scene, report (runs in a fresh process)."""
+    size = args.child
+    scene_dir = args.scenes / f"scene_{size}"
     if not (scene_dir / "image.tif").exists():
         generate_scene(scene_dir, size_px=size, seed=0)
-    baseline = psutil.Process().memory_info().rss
-    started = time.perf_counter()
-    with PeakRss() as rss:
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = CountingEngine(build_engine(args.engine, args.precision, args.checkpoint, args.calibration,
+                                             args.scenes))
+        plan = WindowPlan.create(size, size, args.window, args.overlap, engine.size_multiple)
+        bare_before = bare_mpx_per_s(engine.engine, plan.window)
+        baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        options = MappingOptions(window=args.window, overlap=args.overlap)
+        started = time.perf_counter()
         summary = predict_scene(engine, SceneSpec(scene_dir / "image.tif", scene_dir / "dem.tif"),
-                                out / f"map_{size}", options)
-    seconds = time.perf_counter() - started
+                                Path(tmp) / "map", options)
+        seconds = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        bare = (bare_before + bare_mpx_per_s(engine.engine, plan.window)) / 2
     mpx = size * size / 1e6
     return {
-        "size_px": size,
-        "megapixels": round(mpx, 3),
-        "seconds": round(seconds, 2),
+        "size_px": size, "megapixels": round(mpx, 3), "seconds": round(seconds, 2),
         "seconds_probability": summary["seconds"]["probability"],
-        "mpx_per_s": round(mpx / seconds, 4),
-        "mpx_per_s_probability": summary["megapixels_per_second"],
-        "peak_rss_mb": round(rss.peak / 2**20, 1),
-        "peak_above_baseline_mb": round((rss.peak - baseline) / 2**20, 1),
-        "landslides": summary["count"],
-        "n_windows": summary["window"]["n_windows"],
+        "mpx_per_s": round(mpx / seconds, 4), "mpx_per_s_probability": summary["megapixels_per_second"],
+        "bare_mpx_per_s": round(bare, 4), "fraction_of_bare": round(mpx / seconds / bare, 3),
+        "network_seconds": round(engine.seconds, 2), "network_share": round(engine.seconds / seconds, 3),
+        "overlap_factor": round(engine.pixels / 1e6 / mpx, 3), "window_px": plan.window,
+        "n_windows": summary["window"]["n_windows"], "peak_rss_mb": round(peak, 1),
+        "peak_above_baseline_mb": round(peak - baseline, 1), "landslides": summary["count"],
+        "engine": engine_identity(engine.engine),
     }
+
+
+def resolve_kind(args: argparse.Namespace) -> str:
+    """``auto``: the faster engine for the precision on one window (the rule ``predict`` uses)."""
+    if args.engine != AUTO:
+        return args.engine
+    if args.checkpoint is not None:
+        from slidemap.inference.engine import EngineSpec, choose_engine
+
+        spec, _ = choose_engine(EngineSpec(args.checkpoint, precision=args.precision, calibration=args.calibration),
+                                batch=1, side=args.window)
+        return spec.kind
+    timings = {}
+    for kind in ENGINE_KINDS:
+        try:
+            engine = build_engine(kind, args.precision, None, args.calibration, args.scenes)
+        except Exception:  # noqa: BLE001 - a pair that does not exist (e.g. onnx bf16)
+            continue
+        timings[kind] = bare_mpx_per_s(engine, args.window)
+    return max(timings, key=timings.__getitem__)
 
 
 def main() -> None:
@@ -117,64 +186,65 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2048, 4096, 8192])
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="a trained checkpoint (default: the demo model with random weights)")
+    parser.add_argument("--engine", choices=(AUTO, *ENGINE_KINDS), default=AUTO)
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    parser.add_argument("--calibration", type=Path, default=None, help="int8 calibration patches")
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW_PX)
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP_PX)
-    parser.add_argument("--scenes", type=Path, default=None, help="cache folder for generated scenes")
-    parser.add_argument("--engine", choices=("onnx", "torch"), default="onnx",
-                        help="inference runtime (default: onnx, as slidemap predict)")
+    parser.add_argument("--scenes", type=Path, default=Path(tempfile.gettempdir()) / "slidemap-bench-scenes",
+                        help="cache folder for generated scenes")
+    parser.add_argument("--out", type=Path, default=None, help="JSON file (default: benchmarks/results/scene-*.json)")
+    parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(map_one_size(args)))
+        return
 
-    torch_engine = TorchEngine.from_checkpoint(args.checkpoint) if args.checkpoint else random_engine()
-    engine: Engine = torch_engine
-    if args.engine == "onnx":
-        from slidemap.inference.onnx_export import OnnxEngine, export_bytes
-
-        engine = OnnxEngine(export_bytes(torch_engine))
-    weights = str(args.checkpoint) if args.checkpoint else "random weights (demo architecture, untrained)"
-    options = MappingOptions(window=args.window, overlap=args.overlap)
-    scenes = args.scenes or Path(tempfile.gettempdir()) / "slidemap-bench-scenes"
-    reference = reference_mpx_per_s(engine, args.window)
+    args.scenes.mkdir(parents=True, exist_ok=True)
+    kind = resolve_kind(args)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for size in args.sizes:
-            row = bench_size(engine, size, scenes, Path(tmp), options)
-            row["ratio_to_reference"] = round(row["mpx_per_s_probability"] / reference, 3)
-            rows.append(row)
-            print(f"{size} px done in {row['seconds']} s", flush=True)
+    for size in args.sizes:
+        command = [sys.executable, __file__, "--child", str(size), "--engine", kind, "--precision", args.precision,
+                   "--window", str(args.window), "--overlap", str(args.overlap), "--scenes", str(args.scenes)]
+        if args.checkpoint is not None:
+            command += ["--checkpoint", str(args.checkpoint)]
+        if args.calibration is not None:
+            command += ["--calibration", str(args.calibration)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"scene benchmark for {size} px failed:\n{done.stderr[-2000:]}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(f"{size} px done in {rows[-1]['seconds']} s", flush=True)
     mpx = np.array([r["megapixels"] for r in rows])
-    peak = np.array([r["peak_above_baseline_mb"] for r in rows])
+    peak = np.array([r["peak_rss_mb"] for r in rows])
     growth = float(np.polyfit(mpx, peak, 1)[0]) if len(rows) > 1 else float("nan")
-    tile_mpx = S2_TILE_PX**2 / 1e6
-    tile_seconds = tile_mpx / rows[-1]["mpx_per_s"]
+    tile_seconds = S2_TILE_PX**2 / 1e6 / rows[-1]["mpx_per_s"]
+    weights = str(args.checkpoint) if args.checkpoint else "random weights (demo architecture, untrained)"
     result = {
-        "model": f"{engine.model_name} {DEMO_MODEL[1] if not args.checkpoint else ''}".strip(),
-        "weights": weights,
-        "engine": args.engine,
-        "window_px": args.window,
-        "overlap_px": args.overlap,
-        "reference_mpx_per_s": round(reference, 4),
-        "rows": rows,
+        "model": f"{DEMO_MODEL[0]} {DEMO_MODEL[1]}" if not args.checkpoint else str(args.checkpoint),
+        "weights": weights, "engine": kind, "precision": args.precision,
+        "window_px": args.window, "overlap_px": args.overlap, "rows": rows,
         "peak_growth_mb_per_mpx": round(growth, 3),
-        "s2_tile_extrapolated_minutes": round(tile_seconds / 60, 1),
+        "s2_tile_extrapolated_minutes": round(tile_seconds / 60, 2),
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "platform": platform.platform()},
+                    "platform": platform.platform(), "load_average": [round(v, 2) for v in os.getloadavg()]},
     }
-    header = f"{'size':>6} {'Mpx':>7} {'s':>8} {'Mpx/s':>7} {'Mpx/s(prob)':>11} {'x ref':>6} {'peak MB':>8} {'+MB':>7}"
-    print(f"model: {result['model']} — {weights}; engine {args.engine}; window {args.window}, "
+    print(f"model: {result['model']} ({weights}); engine {kind} {args.precision}; window {args.window}, "
           f"overlap {args.overlap}")
-    print(header)
+    print(f"{'size':>6} {'Mpx':>7} {'s':>7} {'Mpx/s':>7} {'prob':>7} {'bare':>7} {'x bare':>6} "
+          f"{'net %':>6} {'overlap':>7} {'peak MB':>8} {'+MB':>6}")
     for r in rows:
-        print(f"{r['size_px']:>6} {r['megapixels']:>7.2f} {r['seconds']:>8.1f} {r['mpx_per_s']:>7.3f} "
-              f"{r['mpx_per_s_probability']:>11.3f} {r['ratio_to_reference']:>6.2f} "
-              f"{r['peak_rss_mb']:>8.0f} {r['peak_above_baseline_mb']:>7.0f}")
-    print(f"reference (bare model, one window): {reference:.3f} Mpx/s")
-    print(f"peak memory growth: {growth:.2f} MB per Mpx; Sentinel-2 tile ({S2_TILE_PX}² px): "
-          f"~{tile_seconds / 60:.1f} min extrapolated")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+        print(f"{r['size_px']:>6} {r['megapixels']:>7.2f} {r['seconds']:>7.1f} {r['mpx_per_s']:>7.3f} "
+              f"{r['mpx_per_s_probability']:>7.3f} {r['bare_mpx_per_s']:>7.3f} {r['fraction_of_bare']:>6.2f} "
+              f"{100 * r['network_share']:>6.1f} {r['overlap_factor']:>7.2f} {r['peak_rss_mb']:>8.0f} "
+              f"{r['peak_above_baseline_mb']:>6.0f}")
+    print(f"peak memory growth: {growth:.2f} MB per Mpx (separate processes); Sentinel-2 tile "
+          f"({S2_TILE_PX}² px): ~{tile_seconds / 60:.1f} min extrapolated")
     from slidemap.io.atomic import write_text_atomic
 
-    path = write_text_atomic(RESULTS / f"scene-{stamp}.json", json.dumps(result, indent=2) + "\n")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = args.out or RESULTS / f"scene-{kind}-{args.precision}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    write_text_atomic(path, json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
 
 

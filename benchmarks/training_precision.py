@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(run_one(args.model, seed, precision, data, args.work, args.epochs))
             print(json.dumps(rows[-1]), flush=True)
     summary = summarise(rows)
-    print(f"| precision | s/epoch (median) | test F1 mean (min-max) |\n|---|---:|---:|")
+    print("| precision | s/epoch (median) | test F1 mean (min-max) |\n|---|---:|---:|")
     for precision in PRECISIONS:
         s = summary.get(precision)
         if s:
