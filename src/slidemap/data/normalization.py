@@ -96,7 +96,10 @@ class ChannelStats:
         terms = [mean_hi, (self.mean - mean_hi).astype(np.float32), self.scale.astype(np.float32)]
         if isinstance(x, np.ndarray):
             hi, lo, scale = (t[:, None, None] for t in terms)
-            return (((x.astype(np.float32, copy=False) - hi) - lo) / scale).astype(np.float32, copy=False)  # type: ignore[return-value]
+            out = np.subtract(x, hi, dtype=np.float32)  # the one new array; then in place
+            out -= lo
+            out /= scale
+            return out  # type: ignore[return-value]
         import torch
 
         tensor = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)

@@ -158,8 +158,10 @@ class InputPipeline:
         out[: len(self.band_set)] = clean
         for offset, feature in enumerate(self.features, start=len(self.band_set)):
             out[offset] = feature.compute(clean, self.band_set, self.pixel_size_m)
-        # Features are finite for finite input; this guard keeps that a guarantee.
-        np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        # Features are finite for finite input; this guard keeps that a guarantee (checked
+        # first: one pass instead of nan_to_num's three when, as always so far, all is finite).
+        if not np.isfinite(out).all():
+            np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
         return out
 
     def to_dict(self) -> dict[str, Any]:
