@@ -144,15 +144,22 @@ class Timed:
         return statistics.median(self.seconds)
 
 
+#: the clock of :func:`run_interleaved`: wall time, or this thread's CPU time (``--clock cpu``,
+#: with ``--threads 1`` only): on a machine shared with other jobs the CPU time of a
+#: single-threaded run leaves out the time the scheduler gave to others.
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.thread_time}
+clock = CLOCKS["wall"]
+
+
 def run_interleaved(items: dict[str, Timed], repeats: int) -> None:
     """Warm each up once, then ``repeats`` rounds of A B C ...; fills ``Timed.seconds``."""
     for item in items.values():
         item.fn()
     for _ in range(repeats):
         for item in items.values():
-            started = time.perf_counter()
+            started = clock()
             item.fn()
-            item.seconds.append(time.perf_counter() - started)
+            item.seconds.append(clock() - started)
 
 
 def set_fused(model: nn.Module, fused: bool) -> nn.Module:
@@ -555,7 +562,8 @@ def markdown_tables(out: dict[str, Any]) -> str:
                          f"{row['headroom']}× a UNet-CBAM training step.")
         lines.append("")
     load = out["load_average_before"], out["load_average_after"]
-    lines.append(f"Measured {out['date']}, {out['machine']['cpus']} CPUs, {out['threads']} threads, load average "
+    lines.append(f"Measured {out['date']}, {out['machine']['cpus']} CPUs, {out['threads']} threads, "
+                 f"{out.get('clock', 'wall')} clock, load average "
                  f"{load[0]} → {load[1]}, fused CBAM kernel: {out['native']}.")
     return "\n".join(lines) + "\n"
 
@@ -615,6 +623,8 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs="+", default=None,
                         help=f"base widths (default: demo width and {PAPER_WIDTH}); depth 3 at the demo width, else 4")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch and onnxruntime threads")
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="wall time (default), or thread CPU time (with --threads 1: robust on a busy machine)")
     parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 5, --quick 2)")
     parser.add_argument("--batch", type=int, default=None, help="patches per call (default 8, --quick 2)")
     parser.add_argument("--scene-sizes", type=int, nargs="+", default=[2048, 4096], help="with --all")
@@ -622,6 +632,10 @@ def main() -> None:
     parser.add_argument("--no-train", action="store_true", help="--all: skip accuracy cases without a checkpoint")
     args = parser.parse_args()
 
+    if args.clock == "cpu" and args.threads != 1:
+        parser.error("--clock cpu measures one thread: use it with --threads 1")
+    global clock
+    clock = CLOCKS[args.clock]
     torch.set_num_threads(args.threads)
     demo_width, _, features = demo_model()
     widths = args.widths or ([demo_width] if args.quick else [demo_width, PAPER_WIDTH])
@@ -631,7 +645,7 @@ def main() -> None:
     native = native_status("cbam")
     load = os.getloadavg()
     started = time.perf_counter()
-    out: dict[str, Any] = {"results": [], "repeats": repeats, "threads": args.threads,
+    out: dict[str, Any] = {"results": [], "repeats": repeats, "threads": args.threads, "clock": args.clock,
                            "native": f"{native.state} ({native.detail})" if native.state != "loaded" else "loaded"}
     for width in widths:
         out["results"].append(bench_width(width, in_channels, batch_size, repeats, args.threads))
