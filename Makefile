@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/speed.py --all --update-docs
 
 clean:
 	rm -rf runs .pytest_cache
