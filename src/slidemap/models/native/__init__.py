@@ -102,7 +102,8 @@ def _build(source: Path, compiler: str, flags: tuple[str, ...], target: Path) ->
         done = subprocess.run([compiler, *flags, str(source), "-o", str(tmp)], capture_output=True,
                               text=True, timeout=BUILD_TIMEOUT_S)
         if done.returncode != 0:
-            return (done.stderr or done.stdout).strip().splitlines()[-1:][0] if (done.stderr or done.stdout) else "failed"
+            complaint = (done.stderr or done.stdout).strip().splitlines()
+            return f"{Path(compiler).name} failed: {complaint[-1] if complaint else f'exit {done.returncode}'}"
         os.replace(tmp, target)
         return None
     except (OSError, subprocess.SubprocessError) as exc:
