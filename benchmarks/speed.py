@@ -479,14 +479,15 @@ def accuracy_cases(work: Path, train_missing: bool) -> list[AccuracyCase]:
 SCENE_ENGINES = (("onnx", "fp32"), ("torch", "fp32"), ("torch", "bf16"), ("onnx", "int8"))
 
 
-def bench_scenes(sizes: list[int], checkpoint: Path | None) -> list[dict[str, Any]]:
+def bench_scenes(sizes: list[int], checkpoint: Path | None, threads: int, clock_name: str) -> list[dict[str, Any]]:
     """``benchmarks/scene.py`` per engine and precision (each size in its own process)."""
     rows = []
     for kind, precision in SCENE_ENGINES:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "scene.json"
             command = [sys.executable, str(Path(__file__).with_name("scene.py")), "--engine", kind,
-                       "--precision", precision, "--sizes", *map(str, sizes), "--out", str(out)]
+                       "--precision", precision, "--sizes", *map(str, sizes), "--out", str(out),
+                       "--threads", str(threads), "--clock", "cpu" if clock_name == "cpu" else "wall"]
             if checkpoint is not None:
                 command += ["--checkpoint", str(checkpoint)]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -656,7 +657,8 @@ def main() -> None:
             out["accuracy"].append(bench_accuracy(case))
             print(json.dumps(out["accuracy"][-1]), flush=True)
         synthetic = args.work / "training_precision" / "unet_cbam_32-true_seed0" / "best.ckpt"
-        out["scenes"] = bench_scenes(args.scene_sizes, synthetic if synthetic.is_file() else None)
+        out["scenes"] = bench_scenes(args.scene_sizes, synthetic if synthetic.is_file() else None, args.threads,
+                                     args.clock)
         demo = next(r for r in out["results"] if r["width"] == demo_width)
         train_rate = next(row for row in demo["rows"] if row["model"] == "unet_cbam")["train fp32"]["patches_per_s"]
         out["data_loading"] = bench_data(features, batch_size, train_rate)

@@ -231,7 +231,8 @@ def _quantized(engine: Any, model_bytes: bytes, calibration: str | Path | None, 
 class OnnxEngine:
     """An ONNX model run by onnxruntime on the CPU; same interface as :class:`TorchEngine`.
 
-    ``precision`` is the model's own (``fp32``, or ``int8`` for a quantized export).
+    ``precision`` is the model's own (``fp32``, or ``int8`` for a quantized export). The
+    session runs ``torch.get_num_threads()`` intra-op threads.
 
     Args:
         model: serialised ONNX model with ``slidemap`` metadata (see :func:`export_bytes`).
@@ -242,12 +243,16 @@ class OnnxEngine:
 
     def __init__(self, model: bytes, source: str | Path = "<memory>") -> None:
         import onnxruntime as ort
+        import torch
 
         from slidemap.data.normalization import ChannelStats
         from slidemap.features import InputPipeline
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # as many threads as torch uses (all cores by default; one in a Dask worker), so the
+        # two runtimes share one setting and workers do not oversubscribe the machine
+        options.intra_op_num_threads = torch.get_num_threads()
         self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if raw is None:
