@@ -198,9 +198,3 @@ def test_compute_metrics_has_every_spec_key_in_order() -> None:
     with pytest.raises(ValueError, match="same pixels"):
         compute_metrics(curves, 0.5, counts=ConfusionCounts(tp=1))
 
-
-def test_architecture_contract_names_are_importable_from_metrics() -> None:
-    from slidemap.evaluation.metrics import BinnedCurves as ViaMetrics
-    from slidemap.evaluation.metrics import compute_metrics as compute_via_metrics
-
-    assert ViaMetrics is BinnedCurves and compute_via_metrics is compute_metrics

@@ -49,6 +49,10 @@ from slidemap.evaluation.metrics import (
 
 logger = logging.getLogger(__name__)
 
+#: bins of every :class:`BinnedCurves` slidemap makes: the threshold resolution of curves,
+#: epoch metrics and ``best_f1`` (see the error bounds above).
+DEFAULT_BINS = 1000
+
 _SNAP_TOLERANCE = 1e-9
 
 
@@ -64,7 +68,7 @@ class BinnedCurves:
         negative: (n_bins + 1,) int64, count of background pixels per bin.
     """
 
-    def __init__(self, n_bins: int = 1000) -> None:
+    def __init__(self, n_bins: int = DEFAULT_BINS) -> None:
         if not isinstance(n_bins, int) or n_bins < 1:
             raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
         self.n_bins = n_bins

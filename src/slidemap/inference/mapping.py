@@ -31,14 +31,16 @@ import numpy as np
 from rasterio.windows import Window
 from shapely.strtree import STRtree
 
+from slidemap.config import check_threshold
 from slidemap.errors import ConfigError
-from slidemap.inference.engine import Engine, EngineSource, resolve_engine
+from slidemap.inference.engine import Engine, EngineSource, EngineSpec, resolve_engine
 from slidemap.inference.postprocess import (
     PostprocessConfig,
     filter_objects,
     morphology,
     threshold_mask,
 )
+from slidemap.inference.predictor import Predictor
 from slidemap.inference.scene import SceneReader, SceneSpec
 from slidemap.inference.sliding import (
     DEFAULT_OVERLAP_PX,
@@ -109,8 +111,8 @@ class MappingOptions:
     dask_processes: bool = True
 
     def __post_init__(self) -> None:
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.threshold is not None:
+            check_threshold(self.threshold)
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
 
@@ -264,6 +266,7 @@ def predict_scene(
         "total_area_m2": float(attributes["area_m2"].sum()),
         "threshold": threshold,
         "model": engine.model_name,
+        **Predictor(engine, engine_source.kind if isinstance(engine_source, EngineSpec) else None).record(),
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "inputs": {"image": str(scene.image), "dem": None if scene.dem is None else str(scene.dem),
                    "band_mapping": dict(scene.band_mapping) or None},

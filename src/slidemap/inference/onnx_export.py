@@ -88,7 +88,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
     Raises:
         CheckpointError: the checkpoint cannot be loaded.
     """
-    from slidemap.io.checkpoint import load_checkpoint
+    from slidemap.models.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(checkpoint)
     engine = TorchEngine(loaded.model, loaded.pipeline, loaded.stats, loaded.threshold, loaded.model_name)

@@ -6,12 +6,14 @@ A run folder holds:
 file              content
 ================  ===========================================================================
 config.yaml       the resolved experiment config (after ``--data`` and ``--set`` overrides)
-stats.json        normalisation statistics of the training split (per input channel)
 best.ckpt         the checkpoint of the best validation epoch (``trainer.monitor``)
 last.ckpt         the checkpoint of the last finished epoch (what ``--resume`` continues)
 metrics.csv       one row per epoch: train and val loss, precision, recall, F1, IoU, ...
-curves.png        those curves (the paper's Fig. 4, 7, 8 for one model)
 ================  ===========================================================================
+
+The curves of ``metrics.csv`` (``curves.png``) are drawn by the workflow that calls this
+(:func:`slidemap.workflows.train.train_and_report`): training draws no figures. The
+normalisation statistics live in the checkpoints (their one home; no ``stats.json``).
 
 Checkpoints and every other file are written atomically. Distributed training is
 Lightning's: ``trainer.strategy: ddp`` with ``trainer.devices`` GPUs per node and
@@ -31,7 +33,7 @@ from typing import Any
 
 import lightning as L
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
 
 from slidemap.config import ExperimentConfig, resolve_data_path, save_config
 from slidemap.data.datamodule import L4SDataModule
@@ -41,8 +43,10 @@ from slidemap.errors import ConfigError
 from slidemap.features import InputPipeline
 from slidemap.io.atomic import clean_stale_temporaries
 from slidemap.io.checkpoint import checkpoint_meta, read_checkpoint
-from slidemap.training.callbacks import AtomicModelCheckpoint, EpochHistory, read_history
+from slidemap.training.callbacks import EpochHistory, read_history
+from slidemap.training.checkpoint_io import AtomicCheckpointIO
 from slidemap.training.losses import needs_class_counts
+from slidemap.training.resume import resume_setup
 from slidemap.training.task import SegmentationTask
 
 log = logging.getLogger(__name__)
@@ -158,25 +162,30 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, callbacks: list[Callb
         num_sanity_val_steps=0,
         logger=tensorboard_logger(out_dir) if tc.tensorboard else False,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress,
         enable_model_summary=False,
     )
 
 
 def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
-          overwrite: bool = False) -> RunResult:
+          overwrite: bool = False, source: str | Path | None = None) -> RunResult:
     """Train ``config`` into the run folder ``out_dir``.
 
     Args:
         config: the resolved experiment.
         out_dir: run folder (created).
         resume: continue from ``out_dir/last.ckpt`` (optimiser, epoch, early stopping and
-            history included); the run then reaches ``trainer.max_epochs`` in total.
+            history included); the run then reaches ``trainer.max_epochs`` in total. The
+            network, its input pipeline and statistics come from the checkpoint
+            (:func:`~slidemap.training.resume.resume_setup`).
         overwrite: allow training afresh into a folder that already holds checkpoints.
+        source: the config file ``config`` came from, named in errors.
 
     Raises:
         ConfigError: no data, a run folder with checkpoints and neither resume nor
-            overwrite, or resume without ``last.ckpt``.
+            overwrite, resume without ``last.ckpt``, or a config that disagrees with
+            ``last.ckpt`` on the model or its input.
         CheckpointError: an unreadable ``last.ckpt`` on resume.
     """
     started = time.perf_counter()
@@ -195,8 +204,8 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
 
     pipeline = build_pipeline(config)
     stats = None
-    if resume:  # same statistics as the interrupted run, whatever the data folder holds now
-        stats = ChannelStats.from_dict(checkpoint_meta(read_checkpoint(last), last)["normalization"])
+    if resume:  # the checkpoint's model, pipeline and statistics, whatever the config says now
+        config, pipeline, stats = resume_setup(config, pipeline, last, source)
     datamodule = build_datamodule(config, pipeline, stats)
     datamodule.setup("fit")
     stats = datamodule.stats
@@ -204,7 +213,6 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     class_counts = count_classes(datamodule) if needs_class_counts(config.loss) else None
     if rank_zero_only.rank == 0:
         save_config(config, out_dir / "config.yaml")
-        stats.save(out_dir / "stats.json")
 
     task = SegmentationTask(config, pipeline, stats, class_counts=class_counts)
     monitor = config.trainer.monitor
@@ -216,9 +224,8 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     common = {"dirpath": out_dir, "save_top_k": 1, "auto_insert_metric_name": False,
               "enable_version_counter": False, "save_on_train_epoch_end": True}
     callbacks: list[Callback] = [
-        AtomicModelCheckpoint(filename=BEST.removesuffix(".ckpt"), monitor=monitor, mode=mode,
-                              **common),
-        AtomicModelCheckpoint(filename=LAST.removesuffix(".ckpt"), monitor=None, **common),
+        ModelCheckpoint(filename=BEST.removesuffix(".ckpt"), monitor=monitor, mode=mode, **common),
+        ModelCheckpoint(filename=LAST.removesuffix(".ckpt"), monitor=None, **common),
         EpochHistory(out_dir / "metrics.csv"),
     ]
     if config.trainer.patience > 0:
@@ -235,7 +242,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
 
 
 def finish_run(out_dir: Path, config: ExperimentConfig, seconds: float) -> RunResult:
-    """Read back the run folder (works whichever process trained) and draw the curves."""
+    """Read back the run folder (works whichever process trained)."""
     best = out_dir / BEST
     history = read_history(out_dir / "metrics.csv") if (out_dir / "metrics.csv").is_file() else []
     meta: dict[str, Any] = {}
@@ -244,11 +251,6 @@ def finish_run(out_dir: Path, config: ExperimentConfig, seconds: float) -> RunRe
         checkpoint = read_checkpoint(best)
         meta = checkpoint_meta(checkpoint, best)
         best_epoch = int(checkpoint.get("epoch", 0))
-    if rank_zero_only.rank == 0 and history:
-        from slidemap.plots.curves import plot_training_curves
-        from slidemap.plots.io import save_figure
-
-        save_figure(plot_training_curves({config.name: history}), out_dir / "curves.png")
     result = RunResult(
         out_dir=out_dir, best_checkpoint=best, last_checkpoint=out_dir / LAST, history=history,
         threshold=float(meta.get("threshold", 0.5)), best_epoch=best_epoch, seconds=seconds,
