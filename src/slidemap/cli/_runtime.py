@@ -1,4 +1,4 @@
-"""Shared steps of the training-side commands (train, evaluate, compare, demo).
+"""Shared options and steps of the commands (train, evaluate, compare, demo, predict).
 
 Not a subcommand itself (the dispatcher only imports the names in ``COMMANDS``).
 """
@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +19,8 @@ _QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch
 
 
 def setup_logging(verbose: bool = False) -> None:
-    """slidemap's progress lines on stderr; Lightning only from WARNING (all with --verbose).
+    """slidemap's progress lines on stderr; Lightning's log only from WARNING (all with
+    ``--verbose``). Python warnings are not filtered.
 
     Lightning sets its own logger levels when imported, so it is imported first (every
     command that calls this trains or evaluates with it anyway).
@@ -36,10 +35,8 @@ def setup_logging(verbose: bool = False) -> None:
     root.propagate = False
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
-    if not verbose:
-        warnings.filterwarnings("ignore", module=r"lightning\..*")
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
-        os.environ.setdefault("PYTHONWARNINGS", "ignore")  # DDP child processes too
+    # No warning is silenced here: the few known, harmless ones are named and silenced
+    # where they arise (slidemap.training.run.KNOWN_WARNINGS, around the fit only).
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_help: str) -> None:

@@ -40,6 +40,7 @@ import math
 import numpy as np
 import torch
 
+from slidemap.config import check_threshold
 from slidemap.evaluation.metrics import (
     METRIC_KEYS,
     ConfusionCounts,
@@ -184,9 +185,12 @@ class BinnedCurves:
 
     # ------------------------------------------------------------------ confusion counts
     def snap_threshold(self, threshold: float) -> float:
-        """The bin edge nearest ``threshold`` (in [0, 1]); logs when they differ."""
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+        """The bin edge nearest ``threshold`` (in [0, 1]); logs when they differ.
+
+        Raises:
+            ConfigError: ``threshold`` is not a probability (:func:`~slidemap.config.check_threshold`).
+        """
+        threshold = check_threshold(threshold)
         snapped = round(threshold * self.n_bins) / self.n_bins
         if abs(snapped - threshold) > _SNAP_TOLERANCE:
             logger.info(

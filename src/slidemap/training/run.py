@@ -22,11 +22,14 @@ Lightning's: ``trainer.strategy: ddp`` with ``trainer.devices`` GPUs per node an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,41 @@ from slidemap.training.task import SegmentationTask
 log = logging.getLogger(__name__)
 
 BEST, LAST = "best.ckpt", "last.ckpt"
+
+#: Warnings a training run raises that are known and harmless here, silenced while
+#: :func:`train` fits (and in the processes DDP spawns), and only these:
+#: ``(start of the message, category, why it is harmless)``.
+KNOWN_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
+    ("Checkpoint directory", UserWarning,
+     "the run folder holds config.yaml (and, on resume, the run) before the first checkpoint"),
+    ("The 'train_dataloader' does not have many workers", UserWarning,
+     "data.num_workers is the config's choice; 0 is intended for small CPU runs"),
+    ("The 'val_dataloader' does not have many workers", UserWarning,
+     "data.num_workers is the config's choice; 0 is intended for small CPU runs"),
+    ("The number of training batches", UserWarning,
+     "fewer batches per epoch than trainer.log_every: epoch metrics are logged anyway"),
+    ("`isinstance(treespec", FutureWarning,
+     "Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates; nothing to fix here"),
+)
+
+
+@contextlib.contextmanager
+def known_warnings_silenced() -> Iterator[None]:
+    """Ignore :data:`KNOWN_WARNINGS` inside the block, in this process and in processes it
+    spawns (``PYTHONWARNINGS``, restored after); every other warning still shows."""
+    entries = [f"ignore:{prefix}:{category.__name__}" for prefix, category, _ in KNOWN_WARNINGS]
+    before = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = ",".join([*entries, *([before] if before else [])])
+    try:
+        with warnings.catch_warnings():
+            for prefix, category, _ in KNOWN_WARNINGS:
+                warnings.filterwarnings("ignore", message=re.escape(prefix), category=category)
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = before
 
 
 @dataclass
@@ -232,10 +270,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.trainer.patience,
                                        check_on_train_epoch_end=True))
     trainer = build_trainer(config, out_dir, callbacks)
-    with warnings.catch_warnings():
-        # a CPU run with few batches is intended here, not a performance problem
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*number of training batches.*")
+    with known_warnings_silenced():
         trainer.fit(task, datamodule=datamodule, ckpt_path=last if resume else None,
                     weights_only=True)
     return finish_run(out_dir, config, time.perf_counter() - started)
