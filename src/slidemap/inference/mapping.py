@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -32,6 +30,7 @@ from rasterio.windows import Window
 from shapely.strtree import STRtree
 
 from slidemap.config import check_threshold
+from slidemap.config.environment import progress_enabled
 from slidemap.errors import ConfigError
 from slidemap.inference.engine import Engine, EngineSource, EngineSpec, resolve_engine
 from slidemap.inference.postprocess import (
@@ -78,9 +77,8 @@ T = TypeVar("T")
 
 
 def progress(items: Iterable[T], total: int, description: str) -> Iterator[T]:
-    """``items`` with a tqdm bar on a terminal, unless ``SLIDEMAP_NO_PROGRESS=1``."""
-    show = sys.stderr.isatty() and os.environ.get("SLIDEMAP_NO_PROGRESS", "0") in ("", "0")
-    if not show:
+    """``items`` with a tqdm bar when :func:`~slidemap.config.environment.progress_enabled`."""
+    if not progress_enabled():
         yield from items
         return
     from tqdm import tqdm

@@ -26,7 +26,6 @@ import contextlib
 import logging
 import os
 import re
-import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
 
 from slidemap.config import ExperimentConfig, resolve_data_path, save_config
+from slidemap.config.environment import progress_enabled
 from slidemap.data.datamodule import L4SDataModule
 from slidemap.data.l4s import read_mask
 from slidemap.data.normalization import ChannelStats
@@ -55,6 +55,8 @@ from slidemap.training.task import SegmentationTask
 log = logging.getLogger(__name__)
 
 BEST, LAST = "best.ckpt", "last.ckpt"
+#: per-epoch history and resolved config of a run folder.
+HISTORY_FILE, CONFIG_FILE = "metrics.csv", "config.yaml"
 
 #: Warnings a training run raises that are known and harmless here, silenced while
 #: :func:`train` fits (and in the processes DDP spawns), and only these:
@@ -155,9 +157,8 @@ def count_classes(datamodule: L4SDataModule) -> tuple[int, int]:
 
 
 def show_progress(config: ExperimentConfig) -> bool:
-    """A progress bar only on a terminal, when asked, and unless ``SLIDEMAP_NO_PROGRESS=1``."""
-    return (config.trainer.progress and sys.stderr.isatty()
-            and os.environ.get("SLIDEMAP_NO_PROGRESS", "0") in ("", "0"))
+    """A progress bar only when asked (``trainer.progress``) and :func:`~slidemap.config.environment.progress_enabled`."""
+    return config.trainer.progress and progress_enabled()
 
 
 def tensorboard_logger(out_dir: Path) -> Any:
@@ -250,7 +251,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     assert stats is not None  # setup computed them
     class_counts = count_classes(datamodule) if needs_class_counts(config.loss) else None
     if rank_zero_only.rank == 0:
-        save_config(config, out_dir / "config.yaml")
+        save_config(config, out_dir / CONFIG_FILE)
 
     task = SegmentationTask(config, pipeline, stats, class_counts=class_counts)
     monitor = config.trainer.monitor
@@ -264,7 +265,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     callbacks: list[Callback] = [
         ModelCheckpoint(filename=BEST.removesuffix(".ckpt"), monitor=monitor, mode=mode, **common),
         ModelCheckpoint(filename=LAST.removesuffix(".ckpt"), monitor=None, **common),
-        EpochHistory(out_dir / "metrics.csv"),
+        EpochHistory(out_dir / HISTORY_FILE),
     ]
     if config.trainer.patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.trainer.patience,
@@ -279,7 +280,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
 def finish_run(out_dir: Path, config: ExperimentConfig, seconds: float) -> RunResult:
     """Read back the run folder (works whichever process trained)."""
     best = out_dir / BEST
-    history = read_history(out_dir / "metrics.csv") if (out_dir / "metrics.csv").is_file() else []
+    history = read_history(out_dir / HISTORY_FILE) if (out_dir / HISTORY_FILE).is_file() else []
     meta: dict[str, Any] = {}
     best_epoch = 0
     if best.is_file():

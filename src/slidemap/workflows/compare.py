@@ -40,7 +40,7 @@ from slidemap.workflows.figures import (
     write_training_curves,
 )
 from slidemap.workflows.report import build_report
-from slidemap.workflows.train import train_and_report
+from slidemap.workflows.train import CURVES_FILE, train_and_report
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def run_comparison(config: CompareConfig, out_dir: str | Path, *, engine: str = 
     table = write_table(result.metrics, out_dir)
     figures = write_evaluation_figures(evaluations, out_dir, panel_ids)
     figures["curves"] = write_training_curves(
-        {name: run.history for name, run in result.runs.items()}, out_dir / "curves.png")
+        {name: run.history for name, run in result.runs.items()}, out_dir / CURVES_FILE)
     by_id = {ref.id: ref for ref in refs}
     feature_patch = config.features_patch or (panel_ids[0] if panel_ids else refs[0].id)
     if feature_patch not in by_id:

@@ -11,7 +11,7 @@ from pathlib import Path
 from slidemap.data.synthetic import generate_dataset, generate_scene
 from slidemap.data.synthetic.patches import SUMMARY_FILE
 from slidemap.inference.engine import EngineSpec
-from slidemap.inference.mapping import predict_scene
+from slidemap.inference.mapping import OUTPUT_NAMES, predict_scene
 from slidemap.inference.predictor import resolve_engine_kind
 from slidemap.inference.scene import SceneReader, SceneSpec
 from slidemap.models.checkpoint import read_trained_setup
@@ -67,8 +67,9 @@ def map_scene(result: ComparisonResult, out: Path, size_px: int, seed: int, engi
     band_set = read_trained_setup(checkpoint).pipeline.band_set
     with SceneReader(scene, band_set) as reader:  # the raster bands holding red, green, blue
         rgb = [reader.sources[i][1] for i in band_set.rgb_indices("the scene map")]
-    figure = plot_scene_map(paths["image"], out / "probability.tif", out / "landslides.gpkg",
-                            rgb_bands=rgb, title=f"{name} on a synthetic {size_px} x {size_px} px scene")
+    figure = plot_scene_map(paths["image"], out / OUTPUT_NAMES["probability"],
+                            out / OUTPUT_NAMES["gpkg"], rgb_bands=rgb,
+                            title=f"{name} on a synthetic {size_px} x {size_px} px scene")
     map_png = save_figure(figure, result.out_dir / "scene_map.png")
     result.figures.append(
         (f"Scene mapping: {name} on a synthetic {size_px} px Sentinel-2 scene + 30 m DEM "
@@ -76,6 +77,5 @@ def map_scene(result: ComparisonResult, out: Path, size_px: int, seed: int, engi
     result.notes.append(
         f"Scene: {summary['count']} landslides, {summary['total_area_m2'] / 1e4:.1f} ha, "
         f"threshold {summary['threshold']:.3f}, {spec.kind} engine, outputs in "
-        f"{out.relative_to(result.out_dir)}/ (probability.tif, mask.tif, landslides.gpkg, "
-        "landslides.geojson, summary.json).")
+        f"{out.relative_to(result.out_dir)}/ ({', '.join(OUTPUT_NAMES.values())}).")
     result.rebuild_report()
