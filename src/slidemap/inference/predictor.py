@@ -22,7 +22,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from slidemap.data.normalization import ChannelStats
 from slidemap.errors import ConfigError
+from slidemap.features import InputPipeline
 from slidemap.inference.engine import (
     ENGINE_KINDS,
     Engine,
@@ -90,11 +92,11 @@ class Predictor:
         self.source = None if source is None else Path(source)
 
     @property
-    def pipeline(self) -> Any:
+    def pipeline(self) -> InputPipeline:
         return self.engine.pipeline
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> ChannelStats:
         return self.engine.stats
 
     @property

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from slidemap.bands import BandSet
 from slidemap.config import check_threshold
 from slidemap.data.l4s import split_refs
 from slidemap.evaluation.curves import BinnedCurves, compute_metrics
@@ -73,7 +74,7 @@ class Evaluation:
     record: dict[str, Any] = field(default_factory=dict)
     samples: dict[str, PatchPrediction] = field(default_factory=dict)
     model_name: str = ""
-    band_set: Any = None
+    band_set: BandSet | None = None
 
 
 def evaluate_checkpoint(
