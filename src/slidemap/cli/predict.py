@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
 def _predict_scenes(args: argparse.Namespace, spec: EngineSpec) -> None:
     from slidemap.inference.mapping import MappingOptions, predict_scene
     from slidemap.inference.scene import SceneSpec
-    from slidemap.io.geotiff import parse_band_mapping
+    from slidemap.io.scene_source import parse_band_mapping
 
     mapping = tuple(parse_band_mapping(args.bands).items()) if args.bands else ()
     options = MappingOptions(
