@@ -266,3 +266,17 @@ def map_bands(
 def source_label(path: str | Path) -> str:
     """A short name for an input, for messages: the file or folder name, or the URL."""
     return str(path) if is_url(path) else Path(path).name
+
+
+def scene_name(path: str | Path) -> str:
+    """A name for the outputs of one scene: the file or folder name without its suffix (the
+    product's folder for its ``MTD_MSIL*.xml``), or the last part of a URL."""
+    text = str(path).rstrip("/")
+    name = Path(text.rsplit("/", 1)[-1] if is_url(text) else text)
+    if name.name.upper().startswith("MTD_MSIL") and not is_url(text):
+        name = Path(text).resolve().parent
+    stem = name.name
+    for suffix in (".zip", ".SAFE", ".json", ".tif", ".tiff", ".vrt", ".xml"):
+        if stem.lower().endswith(suffix.lower()):
+            stem = stem[: -len(suffix)]
+    return stem or "scene"
