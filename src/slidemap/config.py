@@ -51,7 +51,11 @@ class DataConfig:
             from the working directory.
         train_path, val_path, test_path: per-split folders (``img/`` + ``mask/``), for
             custom layouts; each one given replaces that split of ``root``.
-        band_set: registry name (``l4s14``) or an inline band-set definition.
+        band_set: registry name (``l4s14``) or an inline band-set definition: the bands of
+            the patch files.
+        bands: the bands the model reads, a subset of ``band_set`` by name (e.g. every
+            ``l4s14`` band but ``B10`` for Sentinel-2 L2A products); null = all. Stored in
+            the checkpoint; ``predict`` asks a scene for these only.
         features: auxiliary feature names appended after the bands (paper §2.4).
         pixel_size_m: pixel spacing for terrain features, metres; None = the band set's.
         elevation: ``absolute`` or ``relative`` (per-patch median removed from the DEM).
@@ -66,6 +70,7 @@ class DataConfig:
     val_path: str | None = None
     test_path: str | None = None
     band_set: str | dict[str, Any] = "l4s14"
+    bands: list[str] | None = None
     features: list[str] = field(default_factory=lambda: list(PAPER_FEATURES))
     pixel_size_m: float | None = None
     elevation: Literal["absolute", "relative"] = "absolute"
@@ -423,17 +428,22 @@ def _check_names(config: ExperimentConfig, source: str) -> None:
 
 
 def _check_band_set(data: DataConfig, source: str) -> None:
-    """The band set exists and has every band that ``data.features`` needs (one line each)."""
+    """The band set exists, ``data.bands`` is a subset of it, and the bands read have every
+    band that ``data.features`` needs (one line each)."""
     from slidemap.bands import get_band_set
     from slidemap.errors import BandSetError
     from slidemap.features import get_feature
 
+    keys = "'data.band_set'/'data.bands'/'data.features'" if data.bands is not None else \
+        "'data.band_set'/'data.features'"
     try:
         band_set = get_band_set(data.band_set)
+        if data.bands is not None:
+            band_set = band_set.subset(data.bands)
         for name in data.features:
             get_feature(name).check(band_set)
     except BandSetError as exc:
-        raise ConfigError(f"'data.band_set'/'data.features': {exc.problem}", source) from None
+        raise ConfigError(f"{keys}: {exc.problem}", source) from None
 
 
 def resolve_data_path(path: str | Path) -> Path:

@@ -136,7 +136,7 @@ class PatchDataset(Dataset[Sample]):
         """
         if index in self._cache:
             return self._cache[index]
-        image, mask = read_patch(self.refs[index], n_bands=len(self.pipeline.band_set))
+        image, mask = read_patch(self.refs[index], n_bands=len(self.pipeline.source_band_set))
         item = (self.pipeline(image), mask)
         if self.cache:
             self._cache[index] = item

@@ -100,7 +100,7 @@ def predict_patches(
     out_dir.mkdir(parents=True, exist_ok=True)
     threshold = engine.threshold if threshold is None else float(threshold)
     pixel_area_m2 = engine.pipeline.pixel_size_m**2
-    n_bands = len(engine.pipeline.band_set)
+    n_bands = len(engine.pipeline.source_band_set)  # patch files hold every band of the set
     started = time.perf_counter()
     # Check every patch before writing anything: a bad file late in the list must not
     # leave a half-finished set of submission files behind.

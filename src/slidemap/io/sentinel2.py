@@ -17,9 +17,12 @@ every band are checked here, and a missing one is reported by name.
 from __future__ import annotations
 
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+
+from rasterio.errors import NotGeoreferencedWarning
 
 from slidemap.bands import SENTINEL2_BY_NAME, SENTINEL2_DN_PER_REFLECTANCE
 from slidemap.errors import InputError
@@ -115,9 +118,11 @@ def open_product(path: str | Path) -> SceneSource:
     """
     path = Path(path)
     metadata = product_metadata(path)
-    with open_raster(metadata, label=path) as product:
-        tags = product.tags()
-        subdatasets = list(product.subdatasets)
+    with warnings.catch_warnings():  # the product itself has subdatasets, no georeferencing
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with open_raster(metadata, label=path) as product:
+            tags = product.tags()
+            subdatasets = list(product.subdatasets)
     by_resolution: dict[int, str] = {}
     zones = sorted({m.group(2) for s in subdatasets if (m := _SUBDATASET.search(s))})
     for name in subdatasets:
