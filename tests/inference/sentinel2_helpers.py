@@ -83,3 +83,26 @@ def l2a_engine() -> TorchEngine:
 def read_band(path: Path, band: int = 1) -> np.ndarray:
     with rasterio.open(path) as src:
         return src.read(band)
+
+
+def write_engine_checkpoint(path: Path, engine: TorchEngine) -> Path:
+    """A slidemap checkpoint of ``engine`` (weights, pipeline, statistics, threshold)."""
+    import torch
+    from mapping_helpers import MODEL
+
+    pipeline = engine.pipeline
+    torch.save({
+        "state_dict": {f"model.{k}": v for k, v in engine.model.state_dict().items()},
+        "slidemap": {
+            "format_version": 1, "model": MODEL, "in_channels": pipeline.in_channels,
+            "pipeline": pipeline.to_dict(), "normalization": engine.stats.to_dict(),
+            "threshold": engine.threshold, "config": {}, "band_set": pipeline.band_set.name,
+        },
+    }, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_l2a_checkpoint(l2a_engine: TorchEngine, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The :func:`l2a_engine` as a checkpoint file (every l4s14 band but B10)."""
+    return write_engine_checkpoint(tmp_path_factory.mktemp("l2a") / "l2a.ckpt", l2a_engine)
