@@ -191,3 +191,16 @@ def test_predict_maps_a_safe_folder_from_the_command_line(s2_scene, tiny_l2a_che
     assert summary["radiometry"]["processing_level"]["scene"] == "L2A"
     assert set(np.unique(read_band(out / "mask.tif"))) <= {0, 1, 255}
     assert set(summary["inputs"]["bands"]["channels"]) == set(L2A_BANDS)
+
+
+def test_synth_scene_also_writes_a_product(tmp_path, capsys) -> None:
+    result = run_cli(capsys, ["synth-scene", "--out", tmp_path / "scene", "--size", "72", "--product", "L1C"])
+    assert result.code == 0, result.err
+    (product,) = (tmp_path / "scene").glob("S2B_MSIL1C_*.SAFE")
+    source = open_scene_source(product)
+    assert source.processing_level == "L1C" and len(source.bands) == 13  # B1-B12 and B8A
+    with rasterio.open(tmp_path / "scene" / "image.tif") as src:
+        b4 = src.read(4)
+    with SceneReader(SceneSpec(product), get_band_set("l4s14").subset(["B4"])) as reader:
+        bands, valid = reader.read(rasterio.windows.Window(0, 0, 72, 72))
+    np.testing.assert_allclose(bands[0][valid], (b4 / 1e4 / 0.0445)[valid], rtol=1e-5)
