@@ -116,23 +116,13 @@ def margins(section: dict[str, Any]) -> dict[str, Any]:
 
 
 def real_margins(root: Path, stats_engine: Any) -> dict[str, Any] | None:
-    import h5py
+    from slidemap.data.mosaic import write_patch_mosaic
 
     files = sorted(glob.glob(str(SHARED / "image_*.h5")))
     if not files:
         return None
-    l4s = get_band_set("l4s14")
-    image = np.concatenate([h5py.File(f)["img"][()] for f in files], axis=1)
-    image = image * np.array([b.physical_per_unit for b in l4s.bands])
-    profile = {"driver": "GTiff", "height": image.shape[0], "width": image.shape[1], "crs": "EPSG:32645",
-               "transform": rasterio.transform.from_origin(500_000, 4_000_000, 10, 10), "dtype": "float32"}
-    with rasterio.open(root / "real.tif", "w", count=12, **profile) as dst:
-        for i, band in enumerate(l4s.bands[:12]):
-            dst.write(image[:, :, i].astype(np.float32), i + 1)
-            dst.set_band_description(i + 1, band.name)
-    with rasterio.open(root / "real_dem.tif", "w", count=1, **profile) as dst:
-        dst.write(image[:, :, 13].astype(np.float32), 1)
-    with SceneReader(SceneSpec(root / "real.tif", root / "real_dem.tif"), stats_engine.pipeline.band_set) as reader:
+    paths = write_patch_mosaic(files, root / "real")
+    with SceneReader(SceneSpec(paths["image"], paths["dem"]), stats_engine.pipeline.band_set) as reader:
         return margins(check_radiometry(reader, stats_engine.stats))
 
 

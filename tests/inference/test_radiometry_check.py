@@ -13,11 +13,9 @@ import glob
 import logging
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import rasterio
-from rasterio.transform import from_origin
 from sentinel2_helpers import L2A_BANDS, make_engine, write_multiband
 
 from slidemap.bands import get_band_set
@@ -67,25 +65,16 @@ def test_legitimate_scenes_pass(name, s2_scene, tmp_path) -> None:
 def real_mosaic(tmp_path_factory) -> dict:
     """The 14 real Landslide4Sense patches side by side: 12 bands as float32 reflectance and
     the DEM in metres, on a 10 m UTM grid."""
+    from slidemap.data.mosaic import write_patch_mosaic
     from tests.conftest import SHARED_DATA
 
     files = sorted(glob.glob(str(SHARED_DATA / "l4s-real-unlabelled" / "image_*.h5")))
     if not files:
         pytest.skip("../shared/data/l4s-real-unlabelled is not present")
-    l4s = get_band_set("l4s14")
-    patches = [h5py.File(f)["img"][()] for f in files]
-    image = np.concatenate(patches, axis=1) * np.array([b.physical_per_unit for b in l4s.bands])
-    root = tmp_path_factory.mktemp("real")
-    transform = from_origin(500_000, 4_000_000, 10, 10)
-    profile = {"driver": "GTiff", "height": image.shape[0], "width": image.shape[1],
-               "crs": "EPSG:32645", "transform": transform, "dtype": "float32"}
-    with rasterio.open(root / "image.tif", "w", count=12, **profile) as dst:
-        for i, band in enumerate(l4s.bands[:12]):
-            dst.write(image[:, :, i].astype(np.float32), i + 1)
-            dst.set_band_description(i + 1, band.name)
-    with rasterio.open(root / "dem.tif", "w", count=1, **profile) as dst:
-        dst.write(image[:, :, 13].astype(np.float32), 1)
-    return {"image": root / "image.tif", "dem": root / "dem.tif", "values": image}
+    paths = write_patch_mosaic(files, tmp_path_factory.mktemp("real"))
+    with rasterio.open(paths["image"]) as src:
+        paths["values"] = src.read().transpose(1, 2, 0)
+    return paths
 
 
 def test_real_landslide4sense_patches_pass(real_mosaic) -> None:
@@ -141,13 +130,13 @@ def test_injected_faults_are_refused_and_can_be_accepted(fault, s2_scene, tmp_pa
 def test_faults_injected_in_the_real_patches_are_refused(fault, real_mosaic, tmp_path) -> None:
     values = real_mosaic["values"]
     with rasterio.open(real_mosaic["image"]) as src:
-        profile = src.profile
+        profile, names = src.profile, src.descriptions
     broken = tmp_path / "broken.tif"
     shift = (lambda x: x * 1e4) if fault.startswith("digital") else (lambda x: x + 0.1)
     with rasterio.open(broken, "w", **profile) as dst:
-        for i in range(12):
-            dst.write(shift(values[:, :, i]).astype(np.float32), i + 1)
-            dst.set_band_description(i + 1, f"B{i + 1}")
+        for i, name in enumerate(names, start=1):
+            dst.write(shift(values[:, :, i - 1]).astype(np.float32), i)
+            dst.set_band_description(i, name)
     with pytest.raises(InputError, match="implausible radiometry"):
         check(broken, real_mosaic["dem"], make_engine(bands=None))
 
