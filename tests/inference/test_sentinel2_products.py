@@ -209,3 +209,16 @@ def test_summary_records_the_band_mapping_of_a_described_raster(s2_scene, l2a_en
     assert channels["B11"]["band"] == 11 and channels["B11"]["source"] == str(s2_scene["image"])
     assert channels["slope"]["source"].startswith("computed")
     json.dumps(summary)  # plain data
+
+
+def test_dask_workers_reopen_a_product_from_its_spec(s2_scene, l2a_engine, reference, tmp_path) -> None:
+    """Workers get the picklable SceneSpec (the product's path) and open the product themselves."""
+    import pickle
+
+    product = write_safe(tmp_path, s2_scene["scene"], level="L2A", baseline="05.09")
+    spec = SceneSpec(product, s2_scene["dem"])
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    options = MappingOptions(window=128, overlap=32, workers=2, dask_processes=False)
+    predict_scene(l2a_engine, spec, tmp_path / "out", options)
+    np.testing.assert_allclose(read_band(tmp_path / "out" / "probability.tif"), reference[0], atol=1e-5,
+                               equal_nan=True)
