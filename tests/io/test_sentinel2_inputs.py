@@ -204,3 +204,19 @@ def test_synth_scene_also_writes_a_product(tmp_path, capsys) -> None:
     with SceneReader(SceneSpec(product), get_band_set("l4s14").subset(["B4"])) as reader:
         bands, valid = reader.read(rasterio.windows.Window(0, 0, 72, 72))
     np.testing.assert_allclose(bands[0][valid], (b4 / 1e4 / 0.0445)[valid], rtol=1e-5)
+
+
+def test_stac_item_of_baseline_0400_without_declared_offset_gets_esas_offset(s2_scene, tmp_path) -> None:
+    """Some catalogues serve 04.00+ files as they are without raster:bands offset: ESA's -1000 DN
+    is applied from the item's processing baseline, and said so."""
+    scene = s2_scene["scene"]
+    files = write_band_folder(tmp_path / "cogs", scene, naming="archive", offset_dn=-1000, declare=False,
+                              bands=("B4", "B8"))
+    item = write_stac_item(tmp_path / "item.json", files, baseline="05.10", declare=False)
+    source = open_scene_source(item)
+    assert {(b.scale, b.offset) for b in source.bands} == {(1e-4, -0.1)}
+    assert "processing baseline 05.10 without a declared offset" in source.notes[0]
+    band_set = get_band_set("l4s14").subset(["B4", "B8"])
+    with SceneReader(SceneSpec(item), band_set) as reader:
+        bands, valid = reader.read(rasterio.windows.Window(0, 0, 64, 64))
+    np.testing.assert_allclose(bands[0][valid], (scene.bands["B4"][:64, :64] / 1e4 / 0.0445)[valid], rtol=1e-5)

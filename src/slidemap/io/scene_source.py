@@ -120,7 +120,7 @@ class SceneSource:
 
     def offered(self) -> str:
         """``"1=B4, 2=B3, ..."``: the bands, numbered as ``--bands`` takes them."""
-        return ", ".join(f"{i}={b.label if b.names else '?'}" for i, b in enumerate(self.bands, start=1))
+        return ", ".join(f"{i}={b.names[0] if b.names else '?'}" for i, b in enumerate(self.bands, start=1))
 
 
 def is_url(text: str | Path) -> bool:

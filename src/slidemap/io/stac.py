@@ -78,8 +78,9 @@ def _names(key: str, asset: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(n) for n in names if n))
 
 
-def _radiometry(asset: Any, baseline: str, is_sentinel2: bool) -> tuple[float | None, float, float | None, str]:
-    """``(scale, offset, nodata, how)`` of an asset's first ``raster:bands`` entry."""
+def _radiometry(asset: Any, baseline: str) -> tuple[float | None, float, float | None, str]:
+    """``(scale, offset, nodata, how)`` of a Sentinel-2 band asset: its first ``raster:bands``
+    entry, or ESA's offset for a baseline-04.00+ item that declares none."""
     raster = (asset.extra_fields.get("raster:bands") or [{}])[0]
     nodata = raster.get("nodata")
     nodata = float(nodata) if isinstance(nodata, int | float) else None
@@ -90,7 +91,7 @@ def _radiometry(asset: Any, baseline: str, is_sentinel2: bool) -> tuple[float | 
         newer = float(baseline) >= SENTINEL2_OFFSET_BASELINE
     except ValueError:
         newer = False
-    if is_sentinel2 and newer:
+    if newer:
         return (1.0 / SENTINEL2_DN_PER_REFLECTANCE, SENTINEL2_ADD_OFFSET_DN / SENTINEL2_DN_PER_REFLECTANCE,
                 nodata, f"processing baseline {baseline} without a declared offset: ESA's "
                         f"{SENTINEL2_ADD_OFFSET_DN:g} DN applied")
@@ -125,9 +126,9 @@ def open_item(path: str | Path) -> SceneSource:
                                               resolution_m=resolution, radiometry="class codes")
             continue
         assert known is not None
-        scale, offset, nodata, how = _radiometry(asset, baseline, True)
+        scale, offset, nodata, how = _radiometry(asset, baseline)
         if how.startswith("processing baseline"):
-            notes.append(f"asset {key!r}: {how}")
+            notes.append(key)
         band = SourceBand((*names, known.name, known.code), dataset, 1, info.dtypes[0], scale, offset,
                           nodata, resolution_m=resolution, radiometry=how)
         previous = bands.get(known.name)
@@ -143,5 +144,7 @@ def open_item(path: str | Path) -> SceneSource:
         path=str(path), kind="stac-item", bands=tuple(b for b, _ in bands.values()),
         grid=replace(finest, path=Path(str(path)) if not is_url(path) else Path(item.id)),
         scene_classification=scene_classification, processing_level=_level(item),
-        processing_baseline=baseline, notes=tuple(dict.fromkeys(notes)),
+        processing_baseline=baseline,
+        notes=(f"assets {', '.join(notes)}: processing baseline {baseline} without a declared offset; "
+               f"ESA's {SENTINEL2_ADD_OFFSET_DN:g} DN applied",) if notes else (),
     )
