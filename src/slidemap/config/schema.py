@@ -61,7 +61,11 @@ class DataConfig:
             from the working directory.
         train_path, val_path, test_path: per-split folders (``img/`` + ``mask/``), for
             custom layouts; each one given replaces that split of ``root``.
-        band_set: registry name (``l4s14``) or an inline band-set definition.
+        band_set: registry name (``l4s14``) or an inline band-set definition: the bands of
+            the patch files.
+        bands: the bands the model reads, a subset of ``band_set`` by name (e.g. every
+            ``l4s14`` band but ``B10`` for Sentinel-2 L2A products); null = all. Stored in
+            the checkpoint; ``predict`` asks a scene for these only.
         features: auxiliary feature names appended after the bands (paper §2.4).
         pixel_size_m: pixel spacing for terrain features, metres; None = the band set's.
         elevation: ``absolute`` or ``relative`` (per-patch median removed from the DEM).
@@ -76,6 +80,7 @@ class DataConfig:
     val_path: Str | None = None
     test_path: Str | None = None
     band_set: Str | dict[str, Any] = "l4s14"
+    bands: list[Str] | None = None
     features: list[Str] = field(default_factory=lambda: list(PAPER_FEATURES))
     pixel_size_m: PositiveNumber | None = None
     elevation: Literal["absolute", "relative"] = "absolute"

@@ -33,12 +33,14 @@ SampleKey = int | tuple[int, int]
 
 
 class Pipeline(Protocol):
-    """What a dataset needs from an input pipeline: the band set of the files, the names of
-    the channels it makes, and the computation. :class:`slidemap.features.InputPipeline`
+    """What a dataset needs from an input pipeline: the band set of the files
+    (``source_band_set``; ``band_set`` is the subset the model reads), the names of the
+    channels it makes, and the computation. :class:`slidemap.features.InputPipeline`
     is the one slidemap builds; it is passed in (data sits below features and does not
     import them), and it must pickle for DataLoader workers.
     """
 
+    source_band_set: BandSet
     band_set: BandSet
 
     @property
@@ -151,7 +153,7 @@ class PatchDataset(Dataset[Sample]):
         """
         if index in self._cache:
             return self._cache[index]
-        image, mask = read_patch(self.refs[index], n_bands=len(self.pipeline.band_set))
+        image, mask = read_patch(self.refs[index], n_bands=len(self.pipeline.source_band_set))
         item = (self.pipeline(image), mask)
         if self.cache:
             self._cache[index] = item

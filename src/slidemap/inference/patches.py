@@ -124,7 +124,7 @@ def patch_outputs(
     """
     threshold = predictor.threshold if threshold is None else float(threshold)
     pixel_area_m2 = predictor.pipeline.pixel_size_m**2
-    n_bands = len(predictor.pipeline.band_set)
+    n_bands = len(predictor.pipeline.source_band_set)  # patch files hold every band of the set
     for batch in _batches(list(refs), batch_size):
         read = [read_patch(ref, n_bands) if with_truth else (read_image(ref.image, n_bands), None)
                 for ref in batch]
@@ -164,7 +164,7 @@ def predict_patches(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     threshold = predictor.threshold if threshold is None else float(threshold)
-    n_bands = len(predictor.pipeline.band_set)
+    n_bands = len(predictor.pipeline.source_band_set)  # patch files hold every band of the set
     started = time.perf_counter()
     # Check every patch before writing anything: a bad file late in the list must not
     # leave a half-finished set of submission files behind.

@@ -117,11 +117,12 @@ class RunResult:
 
 
 def build_pipeline(config: ExperimentConfig) -> InputPipeline:
-    """The input pipeline of ``config.data`` (band set, features, pixel size, elevation)."""
+    """The input pipeline of ``config.data`` (band set and the bands read, features, pixel
+    size, elevation)."""
     data = config.data
     return InputPipeline(
         data.band_set, features=data.features, pixel_size_m=data.pixel_size_m,
-        elevation=data.elevation,
+        elevation=data.elevation, bands=data.bands,
     )
 
 

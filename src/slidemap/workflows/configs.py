@@ -59,12 +59,18 @@ def check_names(config: ExperimentConfig, source: str | Path | None = "<config>"
             raise ConfigError(
                 f"unknown feature {name!r} in 'data.features'{close_matches(name, known)}", source
             )
+    # the bands read (data.bands, a subset of the band set) must hold every feature's bands
+    data = config.data
+    keys = ("'data.band_set'/'data.bands'/'data.features'" if data.bands is not None
+            else "'data.band_set'/'data.features'")
     try:
-        band_set = get_band_set(config.data.band_set)
-        for name in config.data.features:
+        band_set = get_band_set(data.band_set)
+        if data.bands is not None:
+            band_set = band_set.subset(data.bands)
+        for name in data.features:
             get_feature(name).check(band_set)
     except BandSetError as exc:
-        raise ConfigError(f"'data.band_set'/'data.features': {exc.problem}", source) from None
+        raise ConfigError(f"{keys}: {exc.problem}", source) from None
     return config
 
 
