@@ -83,6 +83,23 @@ def test_focal_hand_value_for_one_pixel() -> None:
         0.25 * 0.25 * math.log(2))
 
 
+def test_focal_weights_background_pixels_by_one_minus_alpha() -> None:
+    logits, target = torch.tensor([[[[1.0]]]]), torch.tensor([[[0]]])
+    p = 1 / (1 + math.exp(-1.0))  # probability of landslide; the true class has 1 - p
+    expected = -(1 - 0.25) * p**2 * math.log(1 - p)
+    assert FocalLoss(alpha=0.25, gamma=2.0)(logits, target).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_tversky_weights_false_positives_by_alpha_and_false_negatives_by_beta() -> None:
+    logits, target = _batch()  # valid pixels: logits 2, -1, 3 against 1, 0, 0
+    p = torch.sigmoid(torch.tensor([2.0, -1.0, 3.0], dtype=torch.float64))
+    tp, fp, fn = p[0], p[1] + p[2], 1 - p[0]
+    expected = 1 - (tp + 1) / (tp + 0.3 * fp + 0.7 * fn + 1)
+    assert TverskyLoss(alpha=0.3, beta=0.7)(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
+    swapped = 1 - (tp + 1) / (tp + 0.7 * fp + 0.3 * fn + 1)
+    assert abs(expected - swapped) > 0.01  # the case tells alpha from beta
+
+
 def test_tversky_with_half_weights_equals_dice() -> None:
     logits, target = _batch()
     assert TverskyLoss(0.5, 0.5, smooth=0.0)(logits, target).item() == pytest.approx(
