@@ -27,7 +27,7 @@ def _pixels_of_the_split(checkpoint: Path, split_dir: Path) -> dict[str, tuple[n
 
     from slidemap.data.datamodule import PatchDataset
     from slidemap.data.l4s import find_patches
-    from slidemap.io.checkpoint import load_checkpoint
+    from slidemap.models.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(checkpoint)
     refs = find_patches(split_dir)
@@ -62,8 +62,11 @@ def test_evaluate_writes_the_metrics_and_figures_of_its_pixels(
                    "--threshold", str(threshold)])
     assert status == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics) == list(METRIC_KEYS)
+    assert list(metrics)[: len(METRIC_KEYS)] == list(METRIC_KEYS)
     assert metrics["threshold"] == threshold
+    # then how the numbers were made: the engine auto chose for patches, no TTA, no cleaning
+    assert (metrics["engine"], metrics["tta"], metrics["postprocess"]) == ("torch", False, False)
+    assert metrics["checkpoint"] == str(tiny_run.best_checkpoint)
 
     # every score against scikit-learn on the same pixels
     predicted = (probability >= threshold).astype(np.int64)

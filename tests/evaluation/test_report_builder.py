@@ -10,9 +10,9 @@ import pytest
 from matplotlib.figure import Figure
 
 from slidemap.evaluation.metrics import ConfusionCounts, metrics_from_counts
-from slidemap.evaluation.report import build_report
 from slidemap.evaluation.table import COLUMN_LABELS, RANKED_COLUMNS, TABLE_COLUMNS
 from slidemap.plots import save_figure
+from slidemap.workflows.report import build_report
 
 
 def _figure(path: Path) -> Path:

@@ -47,7 +47,9 @@ import math
 
 import numpy as np
 import torch
+from scipy.special import digamma
 
+from slidemap.config import check_threshold
 from slidemap.evaluation.metrics import (
     METRIC_KEYS,
     ConfusionCounts,
@@ -56,6 +58,10 @@ from slidemap.evaluation.metrics import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: bins of every :class:`BinnedCurves` slidemap makes: the threshold resolution of curves,
+#: epoch metrics and ``best_f1`` (see the error bounds above).
+DEFAULT_BINS = 1000
 
 _SNAP_TOLERANCE = 1e-9
 
@@ -72,7 +78,7 @@ class BinnedCurves:
         negative: (n_bins + 1,) int64, count of background pixels per bin.
     """
 
-    def __init__(self, n_bins: int = 1000) -> None:
+    def __init__(self, n_bins: int = DEFAULT_BINS) -> None:
         if not isinstance(n_bins, int) or n_bins < 1:
             raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
         self.n_bins = n_bins
@@ -188,9 +194,12 @@ class BinnedCurves:
 
     # ------------------------------------------------------------------ confusion counts
     def snap_threshold(self, threshold: float) -> float:
-        """The bin edge nearest ``threshold`` (in [0, 1]); logs when they differ."""
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+        """The bin edge nearest ``threshold`` (in [0, 1]); logs when they differ.
+
+        Raises:
+            ConfigError: ``threshold`` is not a probability (:func:`~slidemap.config.check_threshold`).
+        """
+        threshold = check_threshold(threshold)
         snapped = round(threshold * self.n_bins) / self.n_bins
         if abs(snapped - threshold) > _SNAP_TOLERANCE:
             logger.info(
@@ -311,8 +320,6 @@ class BinnedCurves:
         """
         if self.n_positive == 0:
             return math.nan
-        from scipy.special import digamma
-
         tp, fp = self._cumulative()
         has_positive = self.positive[:-1].cpu().numpy() > 0
         above_tp = tp[1:][has_positive].astype(np.float64)  # counts in bins > k
