@@ -10,6 +10,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from slidemap.evaluation.metrics import ConfusionCounts, metrics_from_counts
+from slidemap.evaluation.table import COLUMN_LABELS, RANKED_COLUMNS, TABLE_COLUMNS
 from slidemap.plots import save_figure
 from slidemap.workflows.report import build_report
 
@@ -54,7 +55,28 @@ def test_report_md_links_figures_and_html_embeds_them(tmp_path: Path) -> None:
     for (_, path), data in zip(figures, embedded, strict=True):
         assert base64.b64decode(data) == path.read_bytes()
     assert "ROC &lt;curves&gt; &amp; more" in page
-    assert "<table>" in page and "<th>UNet</th>" in page
+
+
+def test_report_tables_show_every_value_and_bold_the_best(tmp_path: Path, html_table) -> None:
+    rows = _rows()
+    md_path, html_path = build_report(tmp_path, "t", rows, [])
+    table = html_table(html_path.read_text())
+    assert list(table) == ["UNet", "SegNet"]
+    markdown = {line.split(" | ")[0].strip("| "): line.strip("|").split(" | ")[1:]
+                for line in md_path.read_text().splitlines() if line.startswith(("| UNet", "| SegNet"))}
+    for model, row in rows.items():
+        assert list(table[model]) == [COLUMN_LABELS[key] for key in TABLE_COLUMNS]
+        for key, cell_md in zip(TABLE_COLUMNS, markdown[model], strict=True):
+            text, bold = table[model][COLUMN_LABELS[key]]
+            assert text == f"{row[key]:.3f}", (model, key)
+            values = [other[key] for other in rows.values()]
+            # UNet (5, 2, 3, 90) beats SegNet (4, 4, 4, 88) on every ranked score; equal
+            # AUCs are both best; the threshold is not ranked
+            best = key in RANKED_COLUMNS and round(row[key], 3) == round(max(values), 3)
+            assert bold == best, (model, key)
+            assert cell_md.strip() == (f"**{text}**" if best else text), (model, key)
+    assert table["UNet"]["IoU"] == ("0.500", True)  # 5 / (5 + 2 + 3)
+    assert table["SegNet"]["Precision"] == ("0.500", False)  # 4 / (4 + 4)
 
 
 def test_missing_figure_is_named(tmp_path: Path) -> None:

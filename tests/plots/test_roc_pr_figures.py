@@ -38,6 +38,14 @@ def test_roc_figure_names_each_model_with_its_auc() -> None:
     marker = next(line for line in ax.lines if line.get_label() == "_operating_point")
     counts = curves["UNet-CBAM"].counts_at(0.5)
     assert marker.get_ydata()[0] == counts.tp / counts.n_positive
+    assert marker.get_xdata()[0] == counts.fp / counts.n_negative
+    # each curve is drawn through its own ROC points, in its legend's order
+    for name, c in curves.items():
+        line = next(line for line in ax.lines if line.get_label().startswith(f"{name} (AUC"))
+        fpr, tpr, _ = c.roc()
+        np.testing.assert_array_equal(line.get_xdata(), fpr)
+        np.testing.assert_array_equal(line.get_ydata(), tpr)
+    assert curves["UNet-CBAM"].roc_auc() > curves["DP-FCN"].roc_auc() + 0.2  # distinct curves
 
 
 def test_pr_figure_names_each_model_with_its_average_precision() -> None:
@@ -47,4 +55,22 @@ def test_pr_figure_names_each_model_with_its_average_precision() -> None:
     for name, c in curves.items():
         assert f"{name} (AP = {c.pr_auc():.3f})" in legend
     assert "chance" in legend
-    assert fig.axes[0].get_xlabel() == "Recall"
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "Recall" and ax.get_ylabel() == "Precision"
+    for name, c in curves.items():
+        line = next(line for line in ax.lines if line.get_label().startswith(f"{name} (AP"))
+        recall, precision, _ = c.pr()
+        np.testing.assert_array_equal(line.get_xdata(), recall)
+        np.testing.assert_array_equal(line.get_ydata(), precision)
+        assert line.get_drawstyle() == "steps-pre"  # the step function whose area is the AP
+    (chance,) = [line for line in ax.lines if line.get_label() == "chance"]
+    prevalence = curves["UNet-CBAM"].n_positive / curves["UNet-CBAM"].n_pixels
+    assert 0.05 < prevalence < 0.15 and list(chance.get_ydata()) == [prevalence, prevalence]
+
+
+def test_pr_figure_has_no_chance_line_when_models_saw_other_pixels() -> None:
+    curves = _curves()
+    other = BinnedCurves(100)
+    other.update(torch.tensor([0.2, 0.9, 0.7]), torch.tensor([0, 1, 1]))
+    fig = plot_pr_curves({**curves, "other": other})
+    assert "chance" not in _legend(fig)
