@@ -9,10 +9,12 @@
    vectorised; pieces cut at strip borders are merged, small holes filled and small
    objects dropped (:func:`~slidemap.inference.postprocess.filter_objects`);
 3. **mask and attributes** — the kept polygons are burnt strip by strip into ``mask.tif``
-   while per-polygon statistics accumulate; then ``landslides.gpkg``,
-   ``landslides.geojson`` and ``summary.json`` are written.
+   while per-polygon statistics accumulate (probability; terrain when there is elevation,
+   :mod:`~slidemap.inference.attributes`); then ``landslides.gpkg``,
+   ``landslides.geojson`` (layer ``landslides``) and ``summary.json`` are written.
 
-Every file is written atomically and carries the input's CRS and transform.
+Every file is written atomically and carries the input's CRS and transform; the rasters are
+Cloud-Optimized GeoTIFFs with internal overviews (:mod:`slidemap.io.cog`).
 """
 
 from __future__ import annotations
@@ -28,10 +30,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 from shapely.strtree import STRtree
 
 from slidemap.errors import ConfigError
+from slidemap.inference.attributes import (
+    TerrainStats,
+    no_terrain_columns,
+    polygon_jacobians,
+    shape_columns,
+)
 from slidemap.inference.engine import Engine, EngineSource, resolve_engine
 from slidemap.inference.postprocess import (
     PostprocessConfig,
@@ -57,16 +66,31 @@ from slidemap.inference.vectorize import (
     to_map_coordinates,
 )
 from slidemap.io.atomic import write_text_atomic
-from slidemap.io.geotiff import GeoTiffWriter, RasterInfo, bounded_gdal_cache, open_raster
+from slidemap.io.cog import PAM_SUFFIX, Category, CogWriter, RasterLayer
+from slidemap.io.geotiff import RasterInfo, bounded_gdal_cache, open_raster
+from slidemap.io.ground import GroundFrame
 from slidemap.io.vector import write_polygons
 
 log = logging.getLogger(__name__)
 
 MASK_NODATA = 255
 PROBABILITY_NODATA = float("nan")
+#: The classes of ``mask.tif``, with the names and colours GIS software shows for them.
+MASK_CLASSES: tuple[Category, ...] = (
+    Category(0, "no landslide", (235, 235, 235, 255)),
+    Category(1, "landslide", (215, 25, 28, 255)),
+    Category(2, "not assessable", (120, 120, 160, 255)),  # clouds, shadows, snow
+    Category(MASK_NODATA, "outside the data", (0, 0, 0, 0)),
+)
+#: Overviews: the mean probability of the pixels they cover; the most frequent class.
+PROBABILITY_LAYER = RasterLayer("float32", PROBABILITY_NODATA, "landslide probability",
+                                Resampling.average)
+MASK_LAYER = RasterLayer("uint8", MASK_NODATA, "landslide mask: " + ", ".join(
+    f"{c.value} {c.name}" for c in MASK_CLASSES), Resampling.mode, MASK_CLASSES)
 OUTPUT_NAMES = {
     "probability": "probability.tif",
     "mask": "mask.tif",
+    "mask_categories": "mask.tif" + PAM_SUFFIX,  # written with mask.tif (io.cog.CogWriter)
     "gpkg": "landslides.gpkg",
     "geojson": "landslides.geojson",
     "summary": "summary.json",
@@ -140,8 +164,7 @@ def predict_probability(
             )
         else:
             results = iter_windows_local(engine, reader, plan)
-        with GeoTiffWriter(out, reader.info, "float32", PROBABILITY_NODATA,
-                           description="landslide probability") as writer:
+        with CogWriter(out, reader.info, PROBABILITY_LAYER) as writer:
             blend_windows(plan, progress(results, len(plan), "windows"), writer.write)
         return plan, reader.info
 
@@ -185,25 +208,28 @@ def find_objects(
 
 def burn_mask(
     probability_path: Path, polygons: list[Any], out: Path, info: RasterInfo,
-    reader: SceneReader | None, strip_rows: int,
-) -> ZonalStats:
+    reader: SceneReader | None, strip_rows: int, jacobians: np.ndarray,
+) -> tuple[ZonalStats, TerrainStats | None]:
     """Pass 3: write ``out`` (uint8: 1 landslide, 0 background, 255 nodata) and return
-    per-polygon statistics (probability; slope when ``reader`` has elevation)."""
+    per-polygon statistics: probability, and terrain when ``reader`` has elevation
+    (``jacobians``: each polygon's pixel-to-ground Jacobian)."""
     stats = ZonalStats(len(polygons))
+    terrain = TerrainStats(jacobians) if reader is not None else None
     tree = STRtree(polygons) if polygons else None
-    with open_raster(probability_path) as src, GeoTiffWriter(
-        out, info, "uint8", MASK_NODATA, description="landslide mask (1), background (0)"
-    ) as writer:
+    with open_raster(probability_path) as src, CogWriter(out, info, MASK_LAYER) as writer:
         for start, rows in _strips(src.height, strip_rows):
             window = Window(0, start, src.width, rows)
             probability = src.read(1, window=window)
             ids = rasterize_ids(polygons, start, rows, src.width, tree)
-            slope, slope_valid = (reader.slope_deg(window) if reader is not None else (None, None))
-            stats.add(ids, probability, slope, slope_valid)
+            stats.add(ids, probability)
+            if terrain is not None and reader is not None:
+                elevation, dz_dcol, dz_drow = reader.elevation_gradient_px(window)
+                valid = np.isfinite(probability)
+                terrain.add(np.where(valid, ids, 0), elevation, dz_dcol, dz_drow)
             mask = (ids > 0).astype(np.uint8)
             mask[~np.isfinite(probability)] = MASK_NODATA
             writer.write(mask, start, 0)
-    return stats
+    return stats, terrain
 
 
 def _has_elevation(reader: SceneReader) -> bool:
@@ -251,11 +277,20 @@ def predict_scene(
         strip_rows = max(plan.window, 64)
         polygons = find_objects(paths["probability"], threshold, options.postprocess,
                                 info.pixel_area_m2, strip_rows)
+        frame = GroundFrame(info.crs)
+        jacobians = polygon_jacobians(polygons, info.transform, frame)
         with SceneReader(scene, engine.pipeline.band_set) as reader:
-            stats = burn_mask(paths["probability"], polygons, paths["mask"], info,
-                              reader if _has_elevation(reader) else None, strip_rows)
-    attributes = landslide_attributes(polygons, stats, info.pixel_area_m2)
+            stats, terrain = burn_mask(paths["probability"], polygons, paths["mask"], info,
+                                       reader if _has_elevation(reader) else None, strip_rows,
+                                       jacobians)
     geometries = to_map_coordinates(polygons, info.transform)
+    shape = shape_columns(geometries, frame)
+    attributes = {
+        **landslide_attributes(polygons, stats, info.pixel_area_m2),
+        **shape,
+        **(terrain.columns(shape["length_m"]) if terrain is not None
+           else no_terrain_columns(len(polygons))),
+    }
     for key in ("gpkg", "geojson"):
         write_polygons(paths[key], geometries, attributes, info.crs)
 

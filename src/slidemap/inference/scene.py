@@ -20,7 +20,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from slidemap.bands import ELEVATION_ROLES, BandSet
-from slidemap.features.terrain import slope_deg
+from slidemap.features.terrain import elevation_gradient, slope_deg
 from slidemap.io.geotiff import (
     BandSource,
     RasterInfo,
@@ -152,6 +152,23 @@ class SceneReader:
         cols = slice(left, left + window.width)
         slope, valid = slope[rows, cols], valid[rows, cols]
         return np.where(np.isfinite(slope), slope, 0.0).astype(np.float32), valid & np.isfinite(slope)
+
+    def elevation_gradient_px(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Elevation and its change per pixel step, exact at the window edges (read with a
+        :data:`SLOPE_HALO_PX` halo, like :meth:`slope_deg`).
+
+        Returns:
+            ``(elevation (h, w) m, dz/dcol (h, w) m per column, dz/drow (h, w) m per row)``,
+            float64, NaN where the elevation is unknown or a derivative needs an unknown
+            neighbour (central differences skip the pixel itself: its own NaN is applied).
+        """
+        padded, (top, left) = self._grow(window, SLOPE_HALO_PX)
+        elevation, valid = self.elevation_m(padded)
+        elevation = np.where(valid, elevation, np.nan).astype(np.float64)
+        dz_dcol, dz_drow = (np.where(valid, d, np.nan) for d in elevation_gradient(elevation, 1.0))
+        rows = slice(top, top + window.height)
+        cols = slice(left, left + window.width)
+        return elevation[rows, cols], dz_dcol[rows, cols], dz_drow[rows, cols]
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """The band stack of ``window`` (inside the scene) in the band set's stored units.
