@@ -111,3 +111,10 @@ def test_train_cli_then_compare_cli_on_tiny_settings(
     table = json.loads((out / "table1.json").read_text())
     assert "UNet-CBAM" in json.dumps(table)
     assert "report.html" in capsys.readouterr().out
+    report = (out / "report.md").read_text()
+    n_pixels = table["rows"]["UNet"]["n_pixels"]
+    assert "**Table 1.** Every model on the test split" in report and f"{n_pixels:,}" in report
+    assert "These data are synthetic" in report  # synthetic_root carries synthetic.json
+    seed = yaml.safe_load((out / "runs" / "unet" / "config.yaml").read_text())["trainer"]["seed"]
+    for cell in ("runs/unet/config.yaml", "runs/unet-cbam/config.yaml", f"| {seed} |"):
+        assert cell in report

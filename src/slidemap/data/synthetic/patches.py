@@ -201,6 +201,16 @@ def generate_dataset(
     return root
 
 
+def synthetic_summary(path: str | Path) -> Path | None:
+    """The :data:`SUMMARY_FILE` of the synthetic dataset holding ``path`` (its root or one of
+    its split folders), or ``None`` for data slidemap did not generate."""
+    folder = Path(path)
+    for candidate in (folder, folder.parent):
+        if (candidate / SUMMARY_FILE).is_file():
+            return candidate / SUMMARY_FILE
+    return None
+
+
 def _write_h5(path: Path, key: str, array: np.ndarray) -> None:
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
         fh.create_dataset(key, data=array)
