@@ -5,7 +5,9 @@ full-resolution tiles, all in one file) cannot be written in. So :class:`CogWrit
 tiled GeoTIFF under a scratch name first, then GDAL's ``COG`` driver copies it to a
 temporary name next to the final file (computing the internal overviews on the way), and
 that is renamed onto the final name (:func:`~slidemap.io.atomic.atomic_path`). The scratch
-file is removed in every case. Peak disk use is about twice the output while it is copied.
+file is removed in every case. The scratch is uncompressed (it is read once, by the copy), so
+while a raster is published it takes its uncompressed size of disk in addition (480 MB for
+the probability of a 10980 px Sentinel-2 tile, 120 MB for its mask).
 
 What differs between rasters is a :class:`RasterLayer`: data type, nodata, description,
 overview resampling and, for categorical rasters, the classes with their names and colours
@@ -127,7 +129,10 @@ class CogWriter:
     def __init__(self, path: str | Path, info: RasterInfo, layer: RasterLayer) -> None:
         self.path = Path(path)
         self.layer = layer
-        self._profile = output_profile(info, layer.dtype, layer.nodata)
+        # the scratch is read once, by the COG copy: uncompressed, it costs a tenth of the
+        # time of a DEFLATE write (benchmarks/cog.py), for 4 bytes a pixel of transient disk
+        self._profile = {**output_profile(info, layer.dtype, layer.nodata), "compress": "none"}
+        self._profile.pop("predictor", None)
         self._scratch: Path | None = None
         self._dataset: DatasetWriter | None = None
 
