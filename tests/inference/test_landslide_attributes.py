@@ -245,3 +245,14 @@ def test_ground_frame_lengths_and_areas_match_geodesics(crs: str, x: float, y: f
                                                   dtype=object))
     np.testing.assert_allclose(length, [30.0, 5.0])
     np.testing.assert_allclose(width, [5.0, 0.0])
+
+
+def test_ground_frame_of_a_local_crs_is_a_plane_in_its_own_unit() -> None:
+    """A mine grid in US survey feet, no datum: distances are the grid's, in metres."""
+    frame = GroundFrame('LOCAL_CS["mine grid",UNIT["US survey foot",0.304800609601219],'
+                        'AXIS["Easting",EAST],AXIS["Northing",NORTH]]')
+    east, north = frame.offsets_m(100.0, 200.0, np.array([110.0, 100.0]), np.array([200.0, 190.0]))
+    np.testing.assert_allclose(east, [3.04800609601219, 0.0])
+    np.testing.assert_allclose(north, [0.0, -3.04800609601219])
+    (ground,) = frame.around_centroids(np.array([shapely.box(0, 0, 100, 10)], dtype=object))
+    assert ground.area == pytest.approx(1000 * 0.304800609601219**2)

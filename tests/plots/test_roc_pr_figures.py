@@ -69,6 +69,10 @@ def test_roc_figure_spreads_the_corner_on_a_log_false_positive_axis() -> None:
     low, high = log.get_xlim()
     assert low <= smallest < 10 * low and high == 1.0
     assert low < 1e-3  # the corner where the models differ is on the plot
+    # ... and the true positive rate axis zooms on the rates shown there
+    shown = np.concatenate([c.roc()[1][c.roc()[0] >= low] for c in curves.values()])
+    bottom, top = log.get_ylim()
+    assert 0.5 < bottom <= shown.min() and top >= 1.0
     # both models' curves are drawn on the log axes, with the same colours as the legend
     drawn = [line for line in log.lines if not line.get_label().startswith("_")]
     assert [line.get_color() for line in drawn[:2]] == [line.get_color() for line in linear.lines[:2]]

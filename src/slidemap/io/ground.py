@@ -27,24 +27,30 @@ class GroundFrame:
     """Ground metres and true azimuths for coordinates of ``crs``.
 
     Args:
-        crs: any CRS pyproj accepts (a rasterio ``CRS``, ``"EPSG:32633"``, WKT).
-
-    Raises:
-        ValueError: ``crs`` has no geodetic datum (an engineering CRS), so ground distances
-            are undefined.
+        crs: any CRS pyproj accepts (a rasterio ``CRS``, ``"EPSG:32633"``, WKT). A local
+            (engineering) CRS without a datum, e.g. a mine grid, is taken as a flat plane in
+            its own linear unit with grid north as north.
     """
 
     def __init__(self, crs: Any) -> None:
         crs = pyproj.CRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
         geodetic = crs.geodetic_crs
+        self._metres_per_unit: float | None = None
         if geodetic is None:
-            raise ValueError(f"CRS {crs.name!r} has no ellipsoid: ground distances are undefined")
+            self._metres_per_unit = float(crs.axis_info[0].unit_conversion_factor or 1.0)
+            return
         self._to_lonlat = pyproj.Transformer.from_crs(crs, geodetic, always_xy=True)
         self._geod = geodetic.get_geod()
         assert self._geod is not None
 
     def lonlat(self, x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-        """Longitude and latitude (degrees, on the CRS's datum) of points ``(x, y)``."""
+        """Longitude and latitude (degrees, on the CRS's datum) of points ``(x, y)``.
+
+        Raises:
+            ValueError: the CRS is a local one, with no datum.
+        """
+        if self._metres_per_unit is not None:
+            raise ValueError("a local CRS has no longitude and latitude")
         lon, lat = self._to_lonlat.transform(np.asarray(x, np.float64), np.asarray(y, np.float64))
         return np.asarray(lon, np.float64), np.asarray(lat, np.float64)
 
@@ -55,6 +61,8 @@ class GroundFrame:
         origin_y)`` (arrays of the same shape, or scalars that broadcast)."""
         x, y, origin_x, origin_y = np.broadcast_arrays(
             *(np.asarray(a, np.float64) for a in (x, y, origin_x, origin_y)))
+        if self._metres_per_unit is not None:  # a local plane
+            return (x - origin_x) * self._metres_per_unit, (y - origin_y) * self._metres_per_unit
         lon0, lat0 = self.lonlat(origin_x.ravel(), origin_y.ravel())
         lon, lat = self.lonlat(x.ravel(), y.ravel())
         azimuth, _, distance = self._geod.inv(lon0, lat0, lon, lat)

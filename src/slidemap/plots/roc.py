@@ -124,8 +124,9 @@ def plot_roc_curves(
 
     Returns:
         Figure with two axes, false positive rate on x (linear, then log from the decade of
-        the smallest non-zero rate), true positive rate on y, chance dotted; the first holds
-        the legend: ``"<model> (AUC = 0.987)"`` and ``"chance"``.
+        the smallest non-zero rate), true positive rate on y (the log panel from the lowest
+        rate it shows, in steps of 0.05, to 1), chance dotted; the first holds the legend:
+        ``"<model> (AUC = 0.987)"`` and ``"chance"``.
     """
 
     def diagonal(ax: Axes) -> None:
@@ -134,12 +135,17 @@ def plot_roc_curves(
     fig = _curves_figure(curves, _ROC, operating_points, diagonal, n_axes=2)
     log_ax = fig.axes[1]
     _draw_curves(log_ax, curves, _ROC, operating_points)
-    start = smallest_decade(np.concatenate([_ROC.points(c)[0] for c in curves.values()]))
+    points = [_ROC.points(c) for c in curves.values()]
+    start = smallest_decade(np.concatenate([fpr for fpr, _ in points]))
     chance_x = np.logspace(np.log10(start), 0.0, 50)
     log_ax.plot(chance_x, chance_x, ":", color="grey", label="chance")
     log_ax.set_xscale("log", nonpositive="mask")
     log_ax.set_xlim(start, 1.0)
-    log_ax.set_ylim(0.0, 1.02)
+    # true positive rates from the lowest one on the plot (in steps of 0.05) to 1
+    shown = np.concatenate([tpr[fpr >= start] for fpr, tpr in points])
+    shown = shown[np.isfinite(shown)]
+    low = np.floor(20.0 * (shown.min() - 0.01)) / 20.0 if shown.size else 0.0
+    log_ax.set_ylim(max(0.0, low), 1.0 + 0.02 * (1.0 - max(0.0, low)))
     log_ax.set_title("ROC curve, false positive rate on a log scale")
     return fig
 
