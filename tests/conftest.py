@@ -64,6 +64,6 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def tiny_run(synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory):
     """``RunResult`` of one tiny training run on ``synthetic_root`` (trained once per session)."""
-    from slidemap.training.run import train
+    from slidemap.workflows.train import train_and_report
 
-    return train(_tiny_config(synthetic_root), tmp_path_factory.mktemp("tiny") / "run")
+    return train_and_report(_tiny_config(synthetic_root), tmp_path_factory.mktemp("tiny") / "run")

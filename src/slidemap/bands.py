@@ -42,6 +42,8 @@ KNOWN_ROLES: frozenset[str] = frozenset(
 )
 #: Roles that hold an elevation surface (metres once converted to physical units).
 ELEVATION_ROLES: tuple[str, ...] = ("dem", "dsm")
+#: Roles of a true-colour display, in display order.
+RGB_ROLES: tuple[str, str, str] = ("red", "green", "blue")
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,20 @@ class BandSet:
             f"band set {self.name!r} ({', '.join(self.names)}) has no {' or '.join(roles)} band; "
             f"{who} it. Choose features that this band set supports or declare the band."
         )
+
+    def has_rgb(self) -> bool:
+        """True if the set has a red, a green and a blue band (a true-colour display)."""
+        return all(self.has(role) for role in RGB_ROLES)
+
+    def rgb_indices(self, needed_by: str = "a true-colour display") -> tuple[int, int, int]:
+        """Channel indices of the red, green and blue bands, in that order: the one way
+        slidemap picks the bands of a true-colour image.
+
+        Raises:
+            BandSetError: a colour is missing; the message names ``needed_by``.
+        """
+        red, green, blue = (self.index(role, needed_by=needed_by) for role in RGB_ROLES)
+        return red, green, blue
 
     def band(self, *roles: str, needed_by: str = "") -> Band:
         """The :class:`Band` for the first matching role (see :meth:`index`)."""

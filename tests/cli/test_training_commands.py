@@ -21,7 +21,10 @@ def test_evaluate_writes_metrics_json_with_every_key_and_consistent_identities(
                    str(synthetic_root), "--split", "test", "--out", str(out), "--panels", "2"])
     assert status == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics) == list(METRIC_KEYS)
+    assert list(metrics)[: len(METRIC_KEYS)] == list(METRIC_KEYS)
+    # then how the numbers were made: the engine auto chose for patches, no TTA, no cleaning
+    assert (metrics["engine"], metrics["tta"], metrics["postprocess"]) == ("torch", False, False)
+    assert metrics["checkpoint"] == str(tiny_run.best_checkpoint)
     tp, fp, fn, tn = (metrics[k] for k in ("tp", "fp", "fn", "tn"))
     assert tp + fp + fn + tn == metrics["n_pixels"] == 7 * 128 * 128
     assert metrics["dice"] == metrics["f1"]

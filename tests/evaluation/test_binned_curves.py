@@ -10,6 +10,7 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 from torchmetrics.classification import BinaryAUROC
 
+from slidemap.errors import ConfigError
 from slidemap.evaluation.curves import BinnedCurves, compute_metrics
 from slidemap.evaluation.metrics import METRIC_KEYS, ConfusionCounts, metrics_from_counts
 
@@ -114,8 +115,8 @@ def test_counts_at_snaps_a_threshold_between_edges() -> None:
     curves.update(torch.tensor([0.1, 0.31, 0.36, 0.9]), torch.tensor([0, 1, 1, 1]))
     assert curves.snap_threshold(0.33) == pytest.approx(0.3)
     assert curves.counts_at(0.33) == ConfusionCounts(tp=3, fp=0, fn=0, tn=1)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        curves.counts_at(1.5)
+    with pytest.raises(ConfigError, match=r"threshold must lie in \[0, 1\], got 1.5"):
+        curves.counts_at(1.5)  # the one threshold check (slidemap.config.check_threshold)
 
 
 def test_ignore_and_valid_pixels_are_excluded() -> None:
@@ -198,9 +199,3 @@ def test_compute_metrics_has_every_spec_key_in_order() -> None:
     with pytest.raises(ValueError, match="same pixels"):
         compute_metrics(curves, 0.5, counts=ConfusionCounts(tp=1))
 
-
-def test_architecture_contract_names_are_importable_from_metrics() -> None:
-    from slidemap.evaluation.metrics import BinnedCurves as ViaMetrics
-    from slidemap.evaluation.metrics import compute_metrics as compute_via_metrics
-
-    assert ViaMetrics is BinnedCurves and compute_via_metrics is compute_metrics

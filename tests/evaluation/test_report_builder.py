@@ -11,9 +11,9 @@ import pytest
 from matplotlib.figure import Figure
 
 from slidemap.evaluation.metrics import ConfusionCounts, metrics_from_counts
-from slidemap.evaluation.report import RunRecord, build_report
 from slidemap.evaluation.table import table_caption
 from slidemap.plots import save_figure
+from slidemap.workflows.report import RunRecord, build_report
 
 
 def _figure(path: Path) -> Path:

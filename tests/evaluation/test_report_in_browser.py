@@ -11,9 +11,9 @@ import pytest
 from matplotlib.figure import Figure
 
 from slidemap.evaluation.metrics import ConfusionCounts, metrics_from_counts
-from slidemap.evaluation.report import build_report
 from slidemap.evaluation.table import table_caption
 from slidemap.plots import save_figure
+from slidemap.workflows.report import build_report
 
 CHECK_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "report_check.py"
 

@@ -12,7 +12,7 @@ from rgbd_fakes import PATCH_PX, tiny_overrides
 
 from slidemap.cli import main
 from slidemap.evaluation.metrics import METRIC_KEYS
-from slidemap.io.checkpoint import load_checkpoint
+from slidemap.models.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_rgbd_evaluate_on_any_folder_with_img_and_mask(
     assert main(["evaluate", "--checkpoint", str(rgbd_run / "best.ckpt"), "--data",
                  str(rgbd_areas[1]), "--out", str(out), "--panels", "2"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics) == list(METRIC_KEYS)
+    assert list(metrics)[: len(METRIC_KEYS)] == list(METRIC_KEYS)
     assert metrics["n_pixels"] == 6 * PATCH_PX * PATCH_PX
     assert metrics["threshold"] == 0.5  # the config's fixed threshold
     assert (out / "panels.png").stat().st_size > 1000

@@ -10,19 +10,20 @@ import pytest
 import torch
 import yaml
 
-from slidemap.config import experiment_from_dict
+from slidemap.config import PAPER_FEATURES, experiment_from_dict
 from slidemap.data.normalization import ChannelStats
 from slidemap.errors import CheckpointError, ConfigError
-from slidemap.evaluation.evaluate import evaluate_checkpoint
-from slidemap.io.checkpoint import load_checkpoint, read_checkpoint
+from slidemap.io.checkpoint import read_checkpoint
+from slidemap.models.checkpoint import load_checkpoint
 from slidemap.training.callbacks import read_history
 from slidemap.training.run import build_datamodule, build_pipeline, train
 from slidemap.training.task import SegmentationTask
+from slidemap.workflows.evaluate import evaluate_checkpoint
 
 
 def test_run_folder_holds_every_promised_file(tiny_run) -> None:
     names = {p.name for p in tiny_run.out_dir.iterdir()}
-    assert {"best.ckpt", "last.ckpt", "config.yaml", "metrics.csv", "stats.json", "curves.png"} <= names
+    assert {"best.ckpt", "last.ckpt", "config.yaml", "metrics.csv", "curves.png"} <= names
     rows = read_history(tiny_run.out_dir / "metrics.csv")
     assert [r["epoch"] for r in rows] == list(range(6))
     for key in ("train_loss", "val_loss", "train_precision", "val_recall", "train_f1", "val_iou"):
@@ -42,8 +43,7 @@ def test_checkpoint_is_plain_data_with_the_slidemap_section(tiny_run) -> None:
     checkpoint = torch.load(tiny_run.last_checkpoint, map_location="cpu", weights_only=True)
     meta = checkpoint["slidemap"]
     assert meta["model"]["name"] == "unet" and meta["in_channels"] == 21
-    assert meta["pipeline"]["features"] == ["ndvi", "ndmi", "gndvi", "bsi", "brightness", "slope",
-                                            "elevation"]
+    assert meta["pipeline"]["features"] == list(PAPER_FEATURES)  # the default: Fig. 2 order
     assert 0.0 <= meta["threshold"] <= 1.0 and meta["band_set"] == "l4s14"
 
 

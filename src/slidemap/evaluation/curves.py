@@ -40,6 +40,7 @@ import math
 import numpy as np
 import torch
 
+from slidemap.config import check_threshold
 from slidemap.evaluation.metrics import (
     METRIC_KEYS,
     ConfusionCounts,
@@ -48,6 +49,10 @@ from slidemap.evaluation.metrics import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: bins of every :class:`BinnedCurves` slidemap makes: the threshold resolution of curves,
+#: epoch metrics and ``best_f1`` (see the error bounds above).
+DEFAULT_BINS = 1000
 
 _SNAP_TOLERANCE = 1e-9
 
@@ -64,7 +69,7 @@ class BinnedCurves:
         negative: (n_bins + 1,) int64, count of background pixels per bin.
     """
 
-    def __init__(self, n_bins: int = 1000) -> None:
+    def __init__(self, n_bins: int = DEFAULT_BINS) -> None:
         if not isinstance(n_bins, int) or n_bins < 1:
             raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
         self.n_bins = n_bins
@@ -180,9 +185,12 @@ class BinnedCurves:
 
     # ------------------------------------------------------------------ confusion counts
     def snap_threshold(self, threshold: float) -> float:
-        """The bin edge nearest ``threshold`` (in [0, 1]); logs when they differ."""
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must lie in [0, 1], got {threshold}")
+        """The bin edge nearest ``threshold`` (in [0, 1]); logs when they differ.
+
+        Raises:
+            ConfigError: ``threshold`` is not a probability (:func:`~slidemap.config.check_threshold`).
+        """
+        threshold = check_threshold(threshold)
         snapped = round(threshold * self.n_bins) / self.n_bins
         if abs(snapped - threshold) > _SNAP_TOLERANCE:
             logger.info(

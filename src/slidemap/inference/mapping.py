@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -34,6 +32,8 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 from shapely.strtree import STRtree
 
+from slidemap.config import check_threshold
+from slidemap.config.environment import progress_enabled
 from slidemap.errors import ConfigError
 from slidemap.inference.attributes import (
     TerrainStats,
@@ -41,13 +41,14 @@ from slidemap.inference.attributes import (
     polygon_jacobians,
     shape_columns,
 )
-from slidemap.inference.engine import Engine, EngineSource, resolve_engine
+from slidemap.inference.engine import Engine, EngineSource, EngineSpec, resolve_engine
 from slidemap.inference.postprocess import (
     PostprocessConfig,
     filter_objects,
     morphology,
     threshold_mask,
 )
+from slidemap.inference.predictor import Predictor
 from slidemap.inference.scene import SceneReader, SceneSpec
 from slidemap.inference.sliding import (
     DEFAULT_OVERLAP_PX,
@@ -100,9 +101,8 @@ T = TypeVar("T")
 
 
 def progress(items: Iterable[T], total: int, description: str) -> Iterator[T]:
-    """``items`` with a tqdm bar on a terminal, unless ``SLIDEMAP_NO_PROGRESS=1``."""
-    show = sys.stderr.isatty() and os.environ.get("SLIDEMAP_NO_PROGRESS", "0") in ("", "0")
-    if not show:
+    """``items`` with a tqdm bar when :func:`~slidemap.config.environment.progress_enabled`."""
+    if not progress_enabled():
         yield from items
         return
     from tqdm import tqdm
@@ -133,8 +133,8 @@ class MappingOptions:
     dask_processes: bool = True
 
     def __post_init__(self) -> None:
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.threshold is not None:
+            check_threshold(self.threshold)
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
 
@@ -299,6 +299,7 @@ def predict_scene(
         "total_area_m2": float(attributes["area_m2"].sum()),
         "threshold": threshold,
         "model": engine.model_name,
+        **Predictor(engine, engine_source.kind if isinstance(engine_source, EngineSpec) else None).record(),
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "inputs": {"image": str(scene.image), "dem": None if scene.dem is None else str(scene.dem),
                    "band_mapping": dict(scene.band_mapping) or None},

@@ -20,6 +20,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from slidemap.bands import ELEVATION_ROLES, BandSet
+from slidemap.features.terrain import GRADIENT_HALO_PX as SLOPE_HALO_PX
 from slidemap.features.terrain import elevation_gradient, slope_deg
 from slidemap.io.geotiff import (
     BandSource,
@@ -31,9 +32,6 @@ from slidemap.io.geotiff import (
     physical_per_raw,
     read_window,
 )
-
-#: Context rows/columns read around a window for the slope band computed from the DEM.
-SLOPE_HALO_PX = 1
 
 
 @dataclass(frozen=True)

@@ -27,24 +27,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import torch
-
 from slidemap.config import CompareConfig, resolve_data_path, save_config
-from slidemap.data.l4s import read_image
+from slidemap.data.l4s import split_refs
 from slidemap.data.synthetic.patches import synthetic_summary
 from slidemap.errors import ConfigError
-from slidemap.evaluation.evaluate import (
-    Evaluation,
-    evaluate_checkpoint,
-    select_panel_ids,
-    split_refs,
-    write_figures,
-    write_metrics,
-)
-from slidemap.evaluation.report import RunRecord, build_report
 from slidemap.evaluation.table import table_caption, write_table
-from slidemap.io.checkpoint import load_checkpoint
-from slidemap.training.run import RunResult, train
+from slidemap.training.run import RunResult
+from slidemap.workflows.evaluate import Evaluation, evaluate_checkpoint, write_metrics
+from slidemap.workflows.figures import (
+    select_panel_ids,
+    write_activations_figure,
+    write_evaluation_figures,
+    write_features_figure,
+    write_training_curves,
+)
+from slidemap.workflows.report import RunRecord, build_report
+from slidemap.workflows.train import CURVES_FILE, train_and_report
 
 log = logging.getLogger(__name__)
 
@@ -88,39 +86,6 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model"
 
 
-def _activations_figure(config: CompareConfig, runs: dict[str, RunResult], data: Path,
-                        patch_id: str, out_dir: Path) -> Path | None:
-    """Fig. 3: the maps of ``config.activations.layer`` for one patch (None if not wanted)."""
-    from slidemap.data.datamodule import PatchDataset
-    from slidemap.plots.activations import capture_activation, plot_activations
-    from slidemap.plots.io import save_figure
-
-    wanted = config.activations
-    if wanted.model not in runs:
-        log.info("no activations figure: model %r is not among %s", wanted.model, list(runs))
-        return None
-    loaded = load_checkpoint(runs[wanted.model].best_checkpoint)
-    refs = [r for r in split_refs(data, config.split) if r.id == patch_id]
-    sample = PatchDataset(refs, loaded.pipeline, stats=loaded.stats)[0]
-    maps = capture_activation(loaded.model, wanted.layer, sample["image"].unsqueeze(0))[0]
-    figure = plot_activations(maps, f"{wanted.model}: {wanted.layer}", wanted.max_channels)
-    return save_figure(figure, out_dir / "activations.png")
-
-
-def _features_figure(config: CompareConfig, data: Path, patch_id: str, out_dir: Path) -> Path:
-    """Fig. 2: true colour and the seven feature maps of one patch."""
-    from slidemap.bands import get_band_set
-    from slidemap.plots.features import plot_feature_maps
-    from slidemap.plots.io import save_figure
-
-    band_set = get_band_set(config.base.data.band_set)
-    ref = next(r for r in split_refs(data, config.split) if r.id == patch_id)
-    bands = read_image(ref.image, n_bands=len(band_set))
-    figure = plot_feature_maps(bands, band_set, config.base.data.pixel_size_m,
-                               title=f"patch {patch_id}")
-    return save_figure(figure, out_dir / "features.png")
-
-
 def comparison_data(config: CompareConfig) -> Path:
     """The folder Table 1 is computed on: the path given for ``config.split``
     (``base.data.test_path`` / ``val_path`` / ``train_path``, e.g. one area of the rgbd
@@ -158,9 +123,15 @@ def synthetic_alerts(data: Path) -> list[str]:
             "maps real landslides."]
 
 
-def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResult:
+def run_comparison(config: CompareConfig, out_dir: str | Path, *, engine: str = "auto") -> ComparisonResult:
     """Train and evaluate every model of ``config`` on the same data; write Table 1,
     the figures and the report into ``out_dir`` (see the module docstring).
+
+    Args:
+        config: the comparison (registry names checked: :func:`~slidemap.workflows.configs.load_comparison`).
+        out_dir: the comparison folder.
+        engine: inference engine of the evaluations (``auto``: torch for patches), as
+            ``slidemap evaluate --engine``; recorded in each ``metrics_<split>.json``.
 
     Raises:
         ConfigError: no data for the split (:func:`comparison_data`), or a bad model variant.
@@ -176,7 +147,7 @@ def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResu
     for name, experiment in experiments.items():
         log.info("training %s (%s)", name, experiment.model.name)
         run_started = datetime.now(UTC).astimezone()
-        run = train(experiment, out_dir / "runs" / slug(name), overwrite=True)
+        run = train_and_report(experiment, out_dir / "runs" / slug(name), overwrite=True)
         result.runs[name] = run
         result.run_records.append(
             run_record(name, run, experiment.trainer.seed, run_started, out_dir))
@@ -185,27 +156,30 @@ def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResu
     panel_ids = select_panel_ids(refs, config.panels.count, config.panels.ids)
     evaluations: dict[str, Evaluation] = {}
     for name, run in result.runs.items():
-        evaluation = evaluate_checkpoint(run.best_checkpoint, data, config.split, keep_ids=panel_ids)
-        write_metrics(evaluation.metrics, run.out_dir / f"metrics_{config.split}.json")
+        evaluation = evaluate_checkpoint(run.best_checkpoint, data, config.split, keep_ids=panel_ids,
+                                         engine=engine)
+        write_metrics(evaluation, run.out_dir / f"metrics_{config.split}.json")
         evaluations[name] = evaluation
         result.metrics[name] = evaluation.metrics
 
     table = write_table(result.metrics, out_dir)
-    figures = write_figures(evaluations, out_dir, panel_ids)
-    from slidemap.plots.curves import plot_training_curves
-    from slidemap.plots.io import save_figure
-
-    figures["curves"] = save_figure(
-        plot_training_curves({name: run.history for name, run in result.runs.items()},
-                             metrics=("loss", "precision", "recall", "f1")),
-        out_dir / "curves.png")
+    figures = write_evaluation_figures(evaluations, out_dir, panel_ids)
+    figures["curves"] = write_training_curves(
+        {name: run.history for name, run in result.runs.items()}, out_dir / CURVES_FILE)
+    by_id = {ref.id: ref for ref in refs}
     feature_patch = config.features_patch or (panel_ids[0] if panel_ids else refs[0].id)
-    figures["features"] = _features_figure(config, data, feature_patch, out_dir)
-    if panel_ids:
-        with torch.inference_mode():
-            activations = _activations_figure(config, result.runs, data, panel_ids[0], out_dir)
-        if activations is not None:
-            figures["activations"] = activations
+    if feature_patch not in by_id:
+        raise ConfigError(f"features_patch {feature_patch!r} is not in the {config.split} split")
+    first_run = next(iter(result.runs.values()))
+    figures["features"] = write_features_figure(first_run.best_checkpoint, by_id[feature_patch],
+                                                out_dir / "features.png")
+    wanted = config.activations
+    if panel_ids and wanted.model in result.runs:
+        figures["activations"] = write_activations_figure(
+            result.runs[wanted.model].best_checkpoint, wanted, by_id[panel_ids[0]],
+            out_dir / "activations.png")
+    elif panel_ids:
+        log.info("no activations figure: model %r is not among %s", wanted.model, list(result.runs))
 
     result.seconds = time.perf_counter() - started
     captions = {
@@ -220,10 +194,13 @@ def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResu
         "activations": f"Activations of {config.activations.model} layer "
                        f"'{config.activations.layer}' - Fig. 3",
     }
+    record = next(iter(evaluations.values())).record
     notes = [
         f"Data: {data}, {len(refs)} patches in the {config.split} split; metrics over all "
         "pixels of the split from one confusion matrix.",
         "Each model's threshold maximises F1 on the validation split (column 'Threshold').",
+        f"Probabilities by the {record['engine']} engine (the path of slidemap predict), "
+        "masks thresholded without post-processing, as in the submission format.",
         f"Table files: {table.markdown.name}, {table.csv.name}, {table.json.name}. "
         f"Total time {result.seconds:.0f} s.",
     ]
