@@ -245,3 +245,10 @@ def test_train_cli_then_compare_cli_on_tiny_settings(
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert [base64.b64decode(data) for data in embedded] == [
         (out / name).read_bytes() for name in figure_files]
+    report = (out / "report.md").read_text()
+    n_pixels = rows["UNet"]["n_pixels"]
+    assert "**Table 1.** Every model on the test split" in report and f"{n_pixels:,}" in report
+    assert "These data are synthetic" in report  # synthetic_root carries synthetic.json
+    seed = yaml.safe_load((out / "runs" / "unet" / "config.yaml").read_text())["trainer"]["seed"]
+    for cell in ("runs/unet/config.yaml", "runs/unet-cbam/config.yaml", f"| {seed} |"):
+        assert cell in report

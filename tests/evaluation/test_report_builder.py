@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from matplotlib.figure import Figure
 
 from slidemap.evaluation.metrics import ConfusionCounts, metrics_from_counts
-from slidemap.evaluation.table import COLUMN_LABELS, RANKED_COLUMNS, TABLE_COLUMNS
+from slidemap.evaluation.table import COLUMN_LABELS, RANKED_COLUMNS, TABLE_COLUMNS, table_caption
 from slidemap.plots import save_figure
-from slidemap.workflows.report import build_report
+from slidemap.workflows.report import RunRecord, build_report
 
 
 def _figure(path: Path) -> Path:
@@ -82,3 +83,34 @@ def test_report_tables_show_every_value_and_bold_the_best(tmp_path: Path, html_t
 def test_missing_figure_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nope.png"):
         build_report(tmp_path, "t", _rows(), [("x", tmp_path / "nope.png")])
+
+
+def _runs() -> list[RunRecord]:
+    started = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
+    return [RunRecord("UNet", "runs/unet/config.yaml", 3, "9.8.7", started, 61.4, 5, 6),
+            RunRecord("SegNet", "runs/segnet/config.yaml", 3, "9.8.7", started, 42.0, 6, 6)]
+
+
+def test_report_captions_table1_warns_about_synthetic_data_and_lists_the_runs(tmp_path: Path) -> None:
+    rows = _rows()
+    caption = table_caption(rows, "test", n_patches=1)
+    md_path, html_path = build_report(
+        tmp_path, "Model comparison", rows, [("ROC", _figure(tmp_path / "roc.png"))],
+        caption=caption, alerts=["These data are synthetic."], runs=_runs())
+    for text in (md_path.read_text(), html_path.read_text()):
+        assert text.index("These data are synthetic.") < text.index("Table 1") < text.index("UNet")
+        assert "test split" in caption and "100 labelled pixels in 1 patches" in caption
+        assert "Bold: the best value" in caption and caption[:40] in text
+        for cell in ("runs/unet/config.yaml", "9.8.7", "2025-03-04T05:06:07+00:00", "61 s", "5 of 6"):
+            assert cell in text
+    page = html_path.read_text()
+    assert '<div class="alert" role="note">' in page
+    assert page.count('<div class="table-scroll"') == 2  # Table 1 and the runs table
+    assert ".table-scroll { overflow-x: auto;" in page
+
+
+def test_table_caption_refuses_rows_scored_on_different_pixels() -> None:
+    rows = _rows()
+    rows["SegNet"] = {**rows["SegNet"], "n_pixels": 99}
+    with pytest.raises(ValueError, match="n_pixels"):
+        table_caption(rows, "test")

@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="probability threshold (default: the checkpoint's, best F1 on validation)")
     parser.add_argument("--panels", type=int, default=6, metavar="N",
                         help="patches in the prediction panels (default: 6)")
-    parser.add_argument("--batch-size", type=int, default=8, metavar="B")
+    parser.add_argument("--batch-size", type=int, default=8, metavar="B",
+                        help="patches per forward pass (default: 8)")
     add_engine_argument(parser)
     add_postprocess_arguments(parser, scenes=False)
     parser.add_argument("--verbose", action="store_true", help="also show library messages")

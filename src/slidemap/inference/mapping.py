@@ -13,14 +13,16 @@ passes, each holding one strip of rows:
 3. **mask and attributes** — the kept polygons are burnt strip by strip into ``mask.tif``
    (:data:`MASK_LANDSLIDE`, :data:`MASK_BACKGROUND`, :data:`MASK_NOT_ASSESSABLE` where the
    scene cannot be judged — clouds, shadows, snow, saturation, no DEM — and
-   :data:`MASK_NODATA` outside the data) while per-polygon statistics and the assessable
-   and not-assessable areas accumulate; then ``landslides.gpkg``, ``landslides.geojson``
-   and ``summary.json`` are written.
+   :data:`MASK_NODATA` outside the data) while per-polygon statistics (probability; terrain
+   when there is elevation, :mod:`~slidemap.inference.attributes`) and the assessable and
+   not-assessable areas accumulate; then ``landslides.gpkg``, ``landslides.geojson``
+   (layer ``landslides``) and ``summary.json`` are written.
 
 Not-assessable pixels are nodata for the network (like pixels outside the scene) and NaN in
 ``probability.tif``, so they are never part of a polygon.
 
-Every file is written atomically and carries the input's CRS and transform.
+Every file is written atomically and carries the input's CRS and transform; the rasters are
+Cloud-Optimized GeoTIFFs with internal overviews (:mod:`slidemap.io.cog`).
 """
 
 from __future__ import annotations
@@ -34,12 +36,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 from shapely.strtree import STRtree
 
 from slidemap.config import check_threshold
 from slidemap.config.environment import progress_enabled
 from slidemap.errors import ConfigError
+from slidemap.inference.attributes import (
+    TerrainStats,
+    no_terrain_columns,
+    polygon_jacobians,
+    shape_columns,
+)
 from slidemap.inference.engine import Engine, EngineSource, EngineSpec, resolve_engine
 from slidemap.inference.postprocess import (
     PostprocessConfig,
@@ -74,7 +83,9 @@ from slidemap.inference.vectorize import (
     to_map_coordinates,
 )
 from slidemap.io.atomic import write_text_atomic
-from slidemap.io.geotiff import GeoTiffWriter, RasterInfo, bounded_gdal_cache, open_raster
+from slidemap.io.cog import PAM_SUFFIX, Category, CogWriter, RasterLayer
+from slidemap.io.geotiff import RasterInfo, bounded_gdal_cache, open_raster
+from slidemap.io.ground import GroundFrame
 from slidemap.io.vector import write_polygons
 
 log = logging.getLogger(__name__)
@@ -84,9 +95,22 @@ MASK_LANDSLIDE = 1
 MASK_NOT_ASSESSABLE = 2
 MASK_NODATA = 255
 PROBABILITY_NODATA = float("nan")
+#: The classes of ``mask.tif``, with the names and colours GIS software shows for them.
+MASK_CLASSES: tuple[Category, ...] = (
+    Category(MASK_BACKGROUND, "no landslide", (235, 235, 235, 255)),
+    Category(MASK_LANDSLIDE, "landslide", (215, 25, 28, 255)),
+    Category(MASK_NOT_ASSESSABLE, "not assessable", (120, 120, 160, 255)),  # clouds, shadows, snow
+    Category(MASK_NODATA, "outside the data", (0, 0, 0, 0)),
+)
+#: Overviews: the mean probability of the pixels they cover; the most frequent class.
+PROBABILITY_LAYER = RasterLayer("float32", PROBABILITY_NODATA, "landslide probability",
+                                Resampling.average)
+MASK_LAYER = RasterLayer("uint8", MASK_NODATA, "landslide mask: " + ", ".join(
+    f"{c.value} {c.name}" for c in MASK_CLASSES), Resampling.mode, MASK_CLASSES)
 OUTPUT_NAMES = {
     "probability": "probability.tif",
     "mask": "mask.tif",
+    "mask_categories": "mask.tif" + PAM_SUFFIX,  # written with mask.tif (io.cog.CogWriter)
     "gpkg": "landslides.gpkg",
     "geojson": "landslides.geojson",
     "summary": "summary.json",
@@ -161,8 +185,7 @@ def predict_probability(
             )
         else:
             results = iter_windows_local(engine, reader, plan)
-        with GeoTiffWriter(out, reader.info, "float32", PROBABILITY_NODATA,
-                           description="landslide probability") as writer:
+        with CogWriter(out, reader.info, PROBABILITY_LAYER) as writer:
             blend_windows(plan, progress(results, len(plan), "windows"), writer.write)
         return plan, reader.info
 
@@ -238,32 +261,33 @@ class AreaTally:
 
 def burn_mask(
     probability_path: Path, polygons: list[Any], out: Path, info: RasterInfo,
-    reader: SceneReader, strip_rows: int,
-) -> tuple[ZonalStats, AreaTally]:
+    reader: SceneReader, strip_rows: int, jacobians: np.ndarray,
+) -> tuple[ZonalStats, AreaTally, TerrainStats | None]:
     """Pass 3: write ``out`` (uint8: 1 landslide, 0 background, 2 not assessable, 255 no
-    data) and return per-polygon statistics (probability; slope when the scene has
-    elevation) and the areas by status."""
+    data) and return per-polygon statistics (probability; terrain when the scene has
+    elevation, ``jacobians`` being each polygon's pixel-to-ground Jacobian) and the areas
+    by status."""
     stats = ZonalStats(len(polygons))
     areas = AreaTally()
+    terrain = TerrainStats(jacobians) if reader.has_elevation else None
     tree = STRtree(polygons) if polygons else None
-    with open_raster(probability_path) as src, GeoTiffWriter(
-        out, info, "uint8", MASK_NODATA,
-        description="landslide (1), no landslide (0), not assessable (2), no data (255)",
-    ) as writer:
+    with open_raster(probability_path) as src, CogWriter(out, info, MASK_LAYER) as writer:
         for start, rows in _strips(src.height, strip_rows):
             window = Window(0, start, src.width, rows)
             probability = src.read(1, window=window)
             ids = rasterize_ids(polygons, start, rows, src.width, tree)
-            slope, slope_valid = (reader.slope_deg(window) if reader.has_elevation else (None, None))
-            stats.add(ids, probability, slope, slope_valid)
+            stats.add(ids, probability)
             status = reader.status(window)
             status[(status == STATUS_ASSESSABLE) & ~np.isfinite(probability)] = STATUS_OUTSIDE
             areas.add(status, info, start)
+            if terrain is not None:
+                elevation, dz_dcol, dz_drow = reader.elevation_gradient_px(window)
+                terrain.add(np.where(np.isfinite(probability), ids, 0), elevation, dz_dcol, dz_drow)
             mask = np.where(ids > 0, MASK_LANDSLIDE, MASK_BACKGROUND).astype(np.uint8)
             mask[status != STATUS_ASSESSABLE] = MASK_NOT_ASSESSABLE
             mask[status == STATUS_OUTSIDE] = MASK_NODATA
             writer.write(mask, start, 0)
-    return stats, areas
+    return stats, areas, terrain
 
 
 def predict_scene(
@@ -310,12 +334,20 @@ def predict_scene(
         strip_rows = max(plan.window, 64)
         polygons = find_objects(paths["probability"], threshold, options.postprocess,
                                 info.pixel_area_m2, strip_rows)
+        frame = GroundFrame(info.crs)
+        jacobians = polygon_jacobians(polygons, info.transform, frame)
         with SceneReader(scene, engine.pipeline.band_set) as reader:
-            stats, areas = burn_mask(paths["probability"], polygons, paths["mask"], info, reader,
-                                     strip_rows)
+            stats, areas, terrain = burn_mask(paths["probability"], polygons, paths["mask"], info,
+                                              reader, strip_rows, jacobians)
             band_mapping = reader.band_mapping()
-    attributes = landslide_attributes(polygons, stats, info.pixel_area_m2)
     geometries = to_map_coordinates(polygons, info.transform)
+    shape = shape_columns(geometries, frame)
+    attributes = {
+        **landslide_attributes(polygons, stats, info.pixel_area_m2),
+        **shape,
+        **(terrain.columns(shape["length_m"]) if terrain is not None
+           else no_terrain_columns(len(polygons))),
+    }
     for key in ("gpkg", "geojson"):
         write_polygons(paths[key], geometries, attributes, info.crs)
 

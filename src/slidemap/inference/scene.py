@@ -30,7 +30,7 @@ from rasterio.windows import Window
 
 from slidemap.bands import ELEVATION_ROLES, SENTINEL2_SCL_NOT_ASSESSABLE, BandSet
 from slidemap.features.terrain import GRADIENT_HALO_PX as SLOPE_HALO_PX
-from slidemap.features.terrain import slope_deg
+from slidemap.features.terrain import elevation_gradient, slope_deg
 from slidemap.io.band_stack import BandStack
 from slidemap.io.geotiff import RasterInfo, dem_on_image_grid, inspect_raster, read_window
 from slidemap.io.scene_formats import open_scene_source
@@ -293,6 +293,23 @@ class SceneReader:
         status[~data] = STATUS_OUTSIDE
         bands[:, status != STATUS_ASSESSABLE] = np.nan
         return bands, status
+
+    def elevation_gradient_px(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Elevation and its change per pixel step, exact at the window edges (read with a
+        :data:`SLOPE_HALO_PX` halo, like :meth:`slope_deg`).
+
+        Returns:
+            ``(elevation (h, w) m, dz/dcol (h, w) m per column, dz/drow (h, w) m per row)``,
+            float64, NaN where the elevation is unknown or a derivative needs an unknown
+            neighbour (central differences skip the pixel itself: its own NaN is applied).
+        """
+        padded, (top, left) = self._grow(window, SLOPE_HALO_PX)
+        elevation, valid = self.elevation_m(padded)
+        elevation = np.where(valid, elevation, np.nan).astype(np.float64)
+        dz_dcol, dz_drow = (np.where(valid, d, np.nan) for d in elevation_gradient(elevation, 1.0))
+        rows = slice(top, top + window.height)
+        cols = slice(left, left + window.width)
+        return elevation[rows, cols], dz_dcol[rows, cols], dz_drow[rows, cols]
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """The band stack of ``window`` (inside the scene) in the band set's stored units.

@@ -6,8 +6,8 @@ resolution is fine: it is warped onto the image grid window by window
 (:func:`dem_on_image_grid`), never whole. Which band of a scene is which is decided in
 :mod:`slidemap.io.scene_source`.
 
-Outputs are tiled, compressed GeoTIFFs with the input's CRS and transform, written under a
-temporary name and renamed when complete (:class:`GeoTiffWriter`).
+Outputs keep the input's CRS and transform (:func:`output_profile`); they are published as
+Cloud-Optimized GeoTIFFs by :mod:`slidemap.io.cog`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -27,13 +26,12 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
-from rasterio.io import DatasetReader, DatasetWriter
+from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from slidemap.errors import InputError
-from slidemap.io.atomic import atomic_path
 
 #: Block size of written GeoTIFFs (pixels); must be a multiple of 16.
 BLOCK_PX = 256
@@ -263,7 +261,8 @@ def read_window(
 def output_profile(
     info: RasterInfo, dtype: str, nodata: float | int, count: int = 1
 ) -> dict[str, Any]:
-    """Profile of a tiled, DEFLATE-compressed GeoTIFF on ``info``'s grid."""
+    """Profile of a tiled (when at least one block in each direction), DEFLATE-compressed
+    GeoTIFF on ``info``'s grid."""
     block = BLOCK_PX
     tiled = info.width >= block and info.height >= block
     profile: dict[str, Any] = {
@@ -280,56 +279,3 @@ def output_profile(
     if tiled:
         profile.update(blockxsize=block, blockysize=block)
     return profile
-
-
-class GeoTiffWriter:
-    """Write a single-band GeoTIFF block by block; it appears under its name only when closed
-    without error (atomic: temporary name in the same folder, then rename).
-
-    Example::
-
-        with GeoTiffWriter(out / "probability.tif", info, "float32", np.nan) as writer:
-            writer.write(block, row_off=0, col_off=0)
-    """
-
-    def __init__(
-        self, path: str | Path, info: RasterInfo, dtype: str, nodata: float | int, *,
-        description: str = "",
-    ) -> None:
-        self.path = Path(path)
-        self._profile = output_profile(info, dtype, nodata)
-        self._description = description
-        self._atomic: contextlib.AbstractContextManager[Path] | None = None
-        self._dataset: DatasetWriter | None = None
-
-    def __enter__(self) -> GeoTiffWriter:
-        self._atomic = atomic_path(self.path)
-        tmp = self._atomic.__enter__()
-        self._dataset = rasterio.open(tmp, "w", **self._profile)
-        if self._description:
-            self._dataset.set_band_description(1, self._description)
-        return self
-
-    def write(self, block: np.ndarray, row_off: int, col_off: int = 0) -> None:
-        """Write ``block (h, w)`` with its top-left pixel at ``(row_off, col_off)``."""
-        assert self._dataset is not None, "use GeoTiffWriter as a context manager"
-        height, width = block.shape
-        window = Window(col_off, row_off, width, height)
-        self._dataset.write(block.astype(self._profile["dtype"], copy=False), 1, window=window)
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._dataset is not None and self._atomic is not None
-        self._dataset.close()
-        self._atomic.__exit__(exc_type, exc, tb)
-
-
-def write_geotiff(
-    path: str | Path, array: np.ndarray, info: RasterInfo, nodata: float | int, description: str = ""
-) -> Path:
-    """Write a whole ``(H, W)`` array on ``info``'s grid, atomically (small rasters, tests)."""
-    with GeoTiffWriter(path, info, array.dtype.name, nodata, description=description) as writer:
-        writer.write(array, 0, 0)
-    return Path(path)

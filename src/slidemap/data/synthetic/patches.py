@@ -206,3 +206,13 @@ def generate_dataset(
     summary["landslide_fraction"] = total / n_patches
     write_text_atomic(root / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
     return root
+
+
+def synthetic_summary(path: str | Path) -> Path | None:
+    """The :data:`SUMMARY_FILE` of the synthetic dataset holding ``path`` (its root or one of
+    its split folders), or ``None`` for data slidemap did not generate."""
+    folder = Path(path)
+    for candidate in (folder, folder.parent):
+        if (candidate / SUMMARY_FILE).is_file():
+            return candidate / SUMMARY_FILE
+    return None
