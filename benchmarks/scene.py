@@ -48,9 +48,9 @@ from slidemap.inference.engine import (
     PRECISIONS,
     Engine,
     TorchEngine,
-    engine_identity,
 )
 from slidemap.inference.mapping import MappingOptions, predict_scene
+from slidemap.inference.predictor import engine_kind
 from slidemap.inference.scene import SceneSpec
 from slidemap.inference.sliding import DEFAULT_OVERLAP_PX, DEFAULT_WINDOW_PX, WindowPlan
 from slidemap.models import build_model
@@ -62,9 +62,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 CALIBRATION_PATCHES = 64
 
 
-def random_engine(precision: str = "fp32") -> TorchEngine:
-    """The demo model (UNet-CBAM, 16 channels, depth 3) with random weights on l4s14 + 7 features."""
-    pipeline = InputPipeline("l4s14", features=DEMO_FEATURES)
+def random_engine(bands: list[str] | None = None, precision: str = "fp32") -> TorchEngine:
+    """The demo model (UNet-CBAM, 16 channels, depth 3) with random weights on l4s14 (or the
+    ``bands`` of it) + 7 features."""
+    pipeline = InputPipeline("l4s14", features=DEMO_FEATURES, bands=bands)
     torch.manual_seed(0)
     model = build_model(DEMO_MODEL[0], pipeline.in_channels, **DEMO_MODEL[1])
     n = pipeline.in_channels
@@ -86,7 +87,7 @@ def build_engine(kind: str, precision: str, checkpoint: Path | None, calibration
 
     if checkpoint is not None:
         return load_engine(EngineSpec(checkpoint, kind, precision=precision, calibration=calibration))  # type: ignore[arg-type]
-    torch_engine = random_engine("bf16" if precision == "bf16" else "fp32")
+    torch_engine = random_engine(precision="bf16" if precision == "bf16" else "fp32")
     if kind == "torch":
         return torch_engine
     model = export_bytes(torch_engine)
@@ -162,7 +163,7 @@ def map_one_size(args: argparse.Namespace) -> dict[str, Any]:
         "overlap_factor": round(engine.pixels / 1e6 / mpx, 3), "window_px": plan.window,
         "n_windows": summary["window"]["n_windows"], "peak_rss_mb": round(peak, 1),
         "peak_above_baseline_mb": round(peak - baseline, 1), "landslides": summary["count"],
-        "engine": engine_identity(engine.engine),
+        "engine": {"kind": engine_kind(engine.engine), "precision": getattr(engine.engine, "precision", "fp32")},
     }
 
 

@@ -391,17 +391,17 @@ class AccuracyCase:
     calibration: Path
 
 
-def probabilities(engine: Any, refs: list[Any], batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """``(probability (N, H, W) float32, mask (N, H, W))`` of every patch through ``engine``."""
+def probabilities(predictor: Any, refs: list[Any], batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """``(probability (N, H, W) float32, mask (N, H, W))`` of every patch through ``predictor``
+    (:class:`~slidemap.inference.predictor.Predictor`, the path ``predict`` takes)."""
     from slidemap.data.l4s import read_image, read_mask
-    from slidemap.inference.engine import prepare_input, sigmoid
 
-    n_bands = len(engine.pipeline.band_set)
+    n_bands = len(predictor.pipeline.band_set)
     probs, masks = [], []
     for start in range(0, len(refs), batch_size):
         chunk = refs[start:start + batch_size]
-        batch = np.stack([prepare_input(engine, read_image(r.image, n_bands)) for r in chunk])
-        probs.append(sigmoid(engine.predict_logits(batch))[:, 0])
+        probs.append(predictor.probabilities(np.stack([predictor.prepare(read_image(r.image, n_bands))
+                                                       for r in chunk])))
         masks.extend(read_mask(r.mask) for r in chunk)
     return np.concatenate(probs), np.stack(masks)
 
@@ -417,13 +417,11 @@ def bench_accuracy(case: AccuracyCase) -> dict[str, Any]:
     """F1 at each precision, its change against fp32, the largest probability difference and
     the share of labelled pixels whose mask is unchanged."""
     from slidemap.data.l4s import IGNORE_INDEX, find_patches
-    from slidemap.inference.engine import EngineSpec, load_engine
+    from slidemap.inference.predictor import load_predictor
 
     refs = find_patches(case.data, split=case.split)
-    engines = {precision: load_engine(EngineSpec(case.checkpoint, kind, precision=precision,  # type: ignore[arg-type]
-                                                 calibration=case.calibration))
-               for kind, precision in (("torch", "fp32"), ("onnx", "fp32"), ("torch", "bf16"), ("onnx", "int8"))
-               if not (kind == "onnx" and precision == "fp32")}
+    engines = {precision: load_predictor(case.checkpoint, kind, precision=precision, calibration=case.calibration)
+               for kind, precision in (("torch", "fp32"), ("torch", "bf16"), ("onnx", "int8"))}
     threshold = engines["fp32"].threshold
     reference, mask = probabilities(engines["fp32"], refs)
     labelled = mask != IGNORE_INDEX
@@ -454,11 +452,11 @@ def accuracy_cases(work: Path, train_missing: bool) -> list[AccuracyCase]:
     data = synthetic / "data"
     checkpoint = synthetic / "unet_cbam_32-true_seed0" / "best.ckpt"
     if not checkpoint.is_file() and train_missing:
-        from slidemap.config import load_compare_config
         from slidemap.data.synthetic import generate_dataset
+        from slidemap.workflows.configs import load_comparison
 
         if not (data / "synthetic.json").is_file():
-            generate_dataset(data, n_patches=load_compare_config("demo.yaml").synthetic_patches, seed=0)
+            generate_dataset(data, n_patches=load_comparison("demo.yaml").synthetic_patches, seed=0)
         run_one("unet_cbam", 0, "32-true", data, synthetic, None)
     if checkpoint.is_file():
         cases.append(AccuracyCase("synthetic test (demo UNet-CBAM)", checkpoint, data, "test", data))

@@ -28,11 +28,11 @@ from typing import Any
 
 import torch
 
-from slidemap.config import load_compare_config
 from slidemap.data.synthetic import generate_dataset
-from slidemap.evaluation.evaluate import evaluate_checkpoint
 from slidemap.io.atomic import write_text_atomic
 from slidemap.training.run import train
+from slidemap.workflows.configs import load_comparison
+from slidemap.workflows.evaluate import evaluate_checkpoint
 
 PRECISIONS = ("32-true", "bf16-mixed")
 RESULTS = Path(__file__).resolve().parent / "results" / "training_precision.json"
@@ -44,7 +44,7 @@ def demo_experiment(model: str, seed: int, precision: str, data: Path, epochs: i
                  "base.trainer.progress=false", f"base.data.root={data}"]
     if epochs is not None:
         overrides.append(f"base.trainer.max_epochs={epochs}")
-    experiments = load_compare_config("demo.yaml", overrides).experiments()
+    experiments = load_comparison("demo.yaml", overrides).experiments()
     return next(e for e in experiments.values() if e.model.name == model)
 
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data = args.work / "data"
     if not (data / "synthetic.json").is_file():
-        patches = load_compare_config("demo.yaml").synthetic_patches
+        patches = load_comparison("demo.yaml").synthetic_patches
         generate_dataset(data, n_patches=patches, seed=0)
     started = time.perf_counter()
     rows = []

@@ -154,7 +154,7 @@ class TorchEngine:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", precision: str = "fp32") -> TorchEngine:
         """Load a slidemap checkpoint (weights only, no pickled code)."""
-        from slidemap.io.checkpoint import load_checkpoint
+        from slidemap.models.checkpoint import load_checkpoint
 
         loaded = load_checkpoint(path)
         return cls(loaded.model, loaded.pipeline, loaded.stats, loaded.threshold, loaded.model_name, device,
@@ -174,12 +174,6 @@ class TorchEngine:
     def metadata(self) -> dict[str, Any]:
         """Plain data describing the engine (stored in ONNX exports and summaries)."""
         return engine_metadata(self)
-
-
-def engine_identity(engine: Engine) -> dict[str, str]:
-    """``{"kind": ..., "precision": ...}`` of an engine, for summaries and metrics."""
-    return {"kind": str(getattr(engine, "kind", type(engine).__name__)),
-            "precision": str(getattr(engine, "precision", "fp32"))}
 
 
 def engine_metadata(engine: Engine) -> dict[str, Any]:

@@ -60,8 +60,12 @@ def export_bytes(
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # Tracer warnings about shape-dependent branches: exported inputs are multiples of
-        # size_multiple, so the padding branch is correctly traced away.
-        warnings.simplefilter("ignore")
+        # size_multiple, so the padding branch is correctly traced away. The legacy exporter
+        # is chosen on purpose (it needs no onnxscript): its deprecation notices are known.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        for notice in ("You are using the legacy TorchScript-based ONNX export",
+                       "The feature will be removed"):
+            warnings.filterwarnings("ignore", message=notice, category=DeprecationWarning)
         try:
             _trace(engine, dummy, buffer)
         except Exception as exc:  # noqa: BLE001 - any exporter failure is one clear error
@@ -203,7 +207,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path, precision: str = "fp32"
         ConfigError: a precision other than fp32/int8, or int8 without calibration data.
         InputError: unreadable calibration patches.
     """
-    from slidemap.io.checkpoint import load_checkpoint
+    from slidemap.models.checkpoint import load_checkpoint
 
     if precision not in ("fp32", "int8"):
         raise ConfigError(f"ONNX export writes fp32 or int8 models, not {precision!r} "
