@@ -196,38 +196,68 @@ void channel_map(int C, const float *pooled, const float *w0, const float *b0, i
     }
 }
 
-// Channel mean and max of x * cm over one row (Eq. 8): (W, C) -> mean[W], max[W]
-template <typename T>
-void stats_row(const T *row, const float *cmb, int W, int C, float *mean, float *peak) {
+// Channel mean and max of x * cm over one row (Eq. 8): (W, C) -> mean[W], peak[W]. With
+// ``Backward`` also, per pixel, gz (the gradient at the spatial logits, Eq. 9) from
+// g_sm = sum_c gy * x * cm, and the channel holding the max (the first, as torch.max).
+template <typename T, bool Backward>
+void stats_row(const T *row, const float *cmb, int W, int C, float *mean, float *peak, const T *gyr = nullptr,
+               const float *smr = nullptr, float *gz = nullptr, int32_t *arg = nullptr) {
     const float inv_c = 1.0f / C;
     int w = 0;
 #if defined(__AVX512F__)
     if (C % 16 == 0) {
         const int nb = C / 16;
         for (; w + 16 <= W; w += 16) {
-            __m512 vs[16], vm[16];
+            __m512 vs[16], vm[16], vg[16];
             for (int i = 0; i < 16; i++) {
                 const T *p = row + (long)(w + i) * C;
-                __m512 v = _mm512_mul_ps(load16(p), _mm512_loadu_ps(cmb));
-                __m512 s = v, m = v;
-                for (int j = 1; j < nb; j++) {
-                    v = _mm512_mul_ps(load16(p + 16 * j), _mm512_loadu_ps(cmb + 16 * j));
-                    s = _mm512_add_ps(s, v);
-                    m = _mm512_max_ps(m, v);
+                __m512 sum = _mm512_setzero_ps(), top = _mm512_set1_ps(-INFINITY), dot = _mm512_setzero_ps();
+                for (int j = 0; j < nb; j++) {
+                    const __m512 v = _mm512_mul_ps(load16(p + 16 * j), _mm512_loadu_ps(cmb + 16 * j));
+                    sum = _mm512_add_ps(sum, v);
+                    top = _mm512_max_ps(top, v);
+                    if (Backward) dot = _mm512_fmadd_ps(load16(gyr + (long)(w + i) * C + 16 * j), v, dot);
                 }
-                vs[i] = s; vm[i] = m;
+                vs[i] = sum; vm[i] = top; vg[i] = dot;
             }
             _mm512_storeu_ps(mean + w, _mm512_mul_ps(fold16<false>(vs), _mm512_set1_ps(inv_c)));
-            _mm512_storeu_ps(peak + w, fold16<true>(vm));
+            const __m512 mx = fold16<true>(vm);
+            _mm512_storeu_ps(peak + w, mx);
+            if (!Backward) continue;
+            const __m512 gsm = fold16<false>(vg), sm16 = _mm512_loadu_ps(smr + w);
+            _mm512_storeu_ps(gz + w, _mm512_mul_ps(gsm, _mm512_mul_ps(sm16, _mm512_sub_ps(_mm512_set1_ps(1.0f), sm16))));
+            alignas(64) float mxs[16];
+            _mm512_store_ps(mxs, mx);
+            for (int i = 0; i < 16; i++) {  // the first channel equal to the max
+                const T *p = row + (long)(w + i) * C;
+                const __m512 target = _mm512_set1_ps(mxs[i]);
+                int found = 0;
+                for (int j = 0; j < nb; j++) {
+                    const __mmask16 hit = _mm512_cmp_ps_mask(
+                        _mm512_mul_ps(load16(p + 16 * j), _mm512_loadu_ps(cmb + 16 * j)), target, _CMP_EQ_OQ);
+                    if (hit) { found = 16 * j + __builtin_ctz((unsigned)hit); break; }
+                }
+                arg[w + i] = found;
+            }
         }
     }
 #endif
     for (; w < W; w++) {
         const T *p = row + (long)w * C;
-        float s = 0.0f, m = -INFINITY;
-        for (int c = 0; c < C; c++) { const float v = load1(p[c]) * cmb[c]; s += v; m = std::max(m, v); }
-        mean[w] = s * inv_c;
-        peak[w] = m;
+        float sum = 0.0f, top = -INFINITY, dot = 0.0f;
+        int best = 0;
+        for (int c = 0; c < C; c++) {
+            const float v = load1(p[c]) * cmb[c];
+            sum += v;
+            if (v > top) { top = v; best = c; }
+            if (Backward) dot += load1(gyr[(long)w * C + c]) * v;
+        }
+        mean[w] = sum * inv_c;
+        peak[w] = top;
+        if (Backward) {
+            gz[w] = dot * smr[w] * (1.0f - smr[w]);
+            arg[w] = best;
+        }
     }
 }
 
@@ -334,7 +364,7 @@ void sweep(const T *xb, T *ob, int y0, int y1, int H, int W, int C, const float 
         for (const int need = std::max(y0, y - half); lowest > need;) {
             lowest--;
             const long r = lowest - y0 + half;
-            stats_row(xb + (long)lowest * W * C, cmb, W, C, mean0 + r * stride, peak0 + r * stride);
+            stats_row<T, false>(xb + (long)lowest * W * C, cmb, W, C, mean0 + r * stride, peak0 + r * stride);
         }
         for (int yy = y; yy < ye; yy++) {
             const long r = yy - y0;
@@ -393,7 +423,8 @@ void forward(const T *x, T *out, int B, int H, int W, int C, const float *w0, co
         float *mean0 = planes[t].data() + half, *peak0 = planes[t].data() + (size_t)rows * stride + half;
         for (int y = from; y < to; y++) {
             const long r = y - task.y0 + half;
-            stats_row(x + task.b * HWC + (long)y * W * C, cm + (long)task.b * C, W, C, mean0 + r * stride, peak0 + r * stride);
+            stats_row<T, false>(x + task.b * HWC + (long)y * W * C, cm + (long)task.b * C, W, C, mean0 + r * stride,
+                                peak0 + r * stride);
         }
     };
     #pragma omp parallel num_threads(nthreads)
@@ -430,71 +461,28 @@ void forward(const T *x, T *out, int B, int H, int W, int C, const float *w0, co
 }
 
 // ============================================================================ backward
-// Per pixel p of one row: gz[p] (gradient at the spatial logits, Eq. 9) from
-// g_sm[p] = sum_c gy * x * cm, and the forward's stats recomputed: mean, max and the
-// channel holding the max (first one, as torch.max).
-template <typename T>
-void backward_row_a(const T *gyr, const T *xr, const float *cmb, const float *smr, int W, int C, float *gz,
-                    float *mean, float *peak, int32_t *arg) {
-    const float inv_c = 1.0f / C;
-    int w = 0;
+// Gradient at the refined map r = x * cm of one pixel, channel by channel, handed to
+// `block(c, gr16)` for each 16 channels (AVX-512) and `one(c, gr)` for the rest:
+// g_r = gy * sm + g_mean / C (the channel holding the max adds g_max; callers do that).
 #if defined(__AVX512F__)
-    if (C % 16 == 0) {
-        const int nb = C / 16;
-        for (; w + 16 <= W; w += 16) {
-            __m512 vg[16], vs[16], vm[16];
-            for (int i = 0; i < 16; i++) {
-                const T *p = xr + (long)(w + i) * C, *g = gyr + (long)(w + i) * C;
-                __m512 s = _mm512_setzero_ps(), m = _mm512_set1_ps(-INFINITY), d = _mm512_setzero_ps();
-                for (int j = 0; j < nb; j++) {
-                    const __m512 v = _mm512_mul_ps(load16(p + 16 * j), _mm512_loadu_ps(cmb + 16 * j));
-                    s = _mm512_add_ps(s, v);
-                    m = _mm512_max_ps(m, v);
-                    d = _mm512_fmadd_ps(load16(g + 16 * j), v, d);
-                }
-                vg[i] = d; vs[i] = s; vm[i] = m;
-            }
-            const __m512 gsm = fold16<false>(vg), sm16 = _mm512_loadu_ps(smr + w);
-            _mm512_storeu_ps(gz + w, _mm512_mul_ps(gsm, _mm512_mul_ps(sm16, _mm512_sub_ps(_mm512_set1_ps(1.0f), sm16))));
-            _mm512_storeu_ps(mean + w, _mm512_mul_ps(fold16<false>(vs), _mm512_set1_ps(inv_c)));
-            const __m512 mx = fold16<true>(vm);
-            _mm512_storeu_ps(peak + w, mx);
-            alignas(64) float mxs[16];
-            _mm512_store_ps(mxs, mx);
-            for (int i = 0; i < 16; i++) {
-                const T *p = xr + (long)(w + i) * C;
-                const __m512 target = _mm512_set1_ps(mxs[i]);
-                int found = 0;
-                for (int j = 0; j < nb; j++) {
-                    const __mmask16 hit = _mm512_cmp_ps_mask(
-                        _mm512_mul_ps(load16(p + 16 * j), _mm512_loadu_ps(cmb + 16 * j)), target, _CMP_EQ_OQ);
-                    if (hit) { found = 16 * j + __builtin_ctz((unsigned)hit); break; }
-                }
-                arg[w + i] = found;
-            }
-        }
-    }
-#endif
-    for (; w < W; w++) {
-        const T *p = xr + (long)w * C, *g = gyr + (long)w * C;
-        float s = 0.0f, m = -INFINITY, d = 0.0f;
-        int best = 0;
-        for (int c = 0; c < C; c++) {
-            const float v = load1(p[c]) * cmb[c];
-            s += v;
-            d += load1(g[c]) * v;
-            if (v > m) { m = v; best = c; }
-        }
-        gz[w] = d * smr[w] * (1.0f - smr[w]);
-        mean[w] = s * inv_c;
-        peak[w] = m;
-        arg[w] = best;
-    }
+template <typename T, typename Block, typename One>
+inline void refined_gradient(const T *g, float s, float a, int C, Block block, One one) {
+    int c = 0;
+    const __m512 vs = _mm512_set1_ps(s), va = _mm512_set1_ps(a);
+    for (; c + 16 <= C; c += 16) block(c, _mm512_fmadd_ps(load16(g + c), vs, va));
+    for (; c < C; c++) one(c, load1(g[c]) * s + a);
 }
+#define SLIDEMAP_BLOCK(body) [&](int c, __m512 gr) { body; }
+#else
+template <typename T, typename Block, typename One>
+inline void refined_gradient(const T *g, float s, float a, int C, Block, One one) {
+    for (int c = 0; c < C; c++) one(c, load1(g[c]) * s + a);
+}
+#define SLIDEMAP_BLOCK(body) [&](int, float) {}
+#endif
 
-// Gradient at the refined map r = x * cm of one pixel row, channel by channel:
-// g_r = gy * sm + g_mean / C + [c == argmax] g_max. Pass B accumulates g_cm += g_r * x;
-// pass C writes gx = g_r * cm + g_avg / HW (the max-pool term is added afterwards).
+// Pass B accumulates g_cm += g_r * x over a row; pass C writes gx = g_r * cm + g_avg / HW
+// (the max-pool term is added afterwards).
 template <typename T, bool WriteGx>
 void backward_row_bc(const T *gyr, const T *xr, const float *cmb, const float *smr, const float *gmean,
                      const float *gmax, const int32_t *arg, int W, int C, float *gcm, const float *gavg_hw, T *gxr) {
@@ -505,31 +493,19 @@ void backward_row_bc(const T *gyr, const T *xr, const float *cmb, const float *s
         const int star = arg[w];
         if (WriteGx) {
             T *o = gxr + (long)w * C;
-            int c = 0;
-#if defined(__AVX512F__)
-            const __m512 vs = _mm512_set1_ps(s), va = _mm512_set1_ps(a);
-            for (; c + 16 <= C; c += 16) {
-                const __m512 gr = _mm512_fmadd_ps(load16(g + c), vs, va);
-                store16(o + c, _mm512_fmadd_ps(gr, _mm512_loadu_ps(cmb + c), _mm512_loadu_ps(gavg_hw + c)));
-            }
-#endif
-            for (; c < C; c++) store1(o + c, (load1(g[c]) * s + a) * cmb[c] + gavg_hw[c]);
-            const float fixed = (load1(g[star]) * s + a + gmax[w]) * cmb[star] + gavg_hw[star];
-            store1(o + star, fixed);
+            refined_gradient(g, s, a, C,
+                SLIDEMAP_BLOCK(store16(o + c, _mm512_fmadd_ps(gr, _mm512_loadu_ps(cmb + c), _mm512_loadu_ps(gavg_hw + c)))),
+                [&](int c, float gr) { store1(o + c, gr * cmb[c] + gavg_hw[c]); });
+            store1(o + star, (load1(g[star]) * s + a + gmax[w]) * cmb[star] + gavg_hw[star]);
         } else {
-            int c = 0;
-#if defined(__AVX512F__)
-            const __m512 vs = _mm512_set1_ps(s), va = _mm512_set1_ps(a);
-            for (; c + 16 <= C; c += 16) {
-                const __m512 gr = _mm512_fmadd_ps(load16(g + c), vs, va);
-                _mm512_storeu_ps(gcm + c, _mm512_fmadd_ps(gr, load16(p + c), _mm512_loadu_ps(gcm + c)));
-            }
-#endif
-            for (; c < C; c++) gcm[c] += (load1(g[c]) * s + a) * load1(p[c]);
+            refined_gradient(g, s, a, C,
+                SLIDEMAP_BLOCK(_mm512_storeu_ps(gcm + c, _mm512_fmadd_ps(gr, load16(p + c), _mm512_loadu_ps(gcm + c)))),
+                [&](int c, float gr) { gcm[c] += gr * load1(p[c]); });
             gcm[star] += gmax[w] * load1(p[star]);
         }
     }
 }
+#undef SLIDEMAP_BLOCK
 
 // Backward of the shared MLP and the sigmoid of one image (Eq. 5-6): from g_cm (C,) to the
 // gradients at the pooled vectors (g_avg, g_max: (C,)), accumulating the weight gradients.
@@ -591,8 +567,8 @@ void backward(const T *gy, const T *x, T *gx, int B, int H, int W, int C, const 
         #pragma omp for schedule(static)
         for (long r = 0; r < rows; r++) {
             const int b = (int)(r / H), y = (int)(r % H);
-            backward_row_a(gy + r * W * C, x + r * W * C, cm + (long)b * C, sm + r * W, W, C, at(gz, b, y),
-                           at(mean, b, y), at(peak, b, y), arg.data() + r * W);
+            stats_row<T, true>(x + r * W * C, cm + (long)b * C, W, C, at(mean, b, y), at(peak, b, y), gy + r * W * C,
+                               sm + r * W, at(gz, b, y), arg.data() + r * W);
         }
         // spatial convolution backward: weight and bias gradients, and the gradients at the
         // stats maps (the correlation of gz with the rotated kernel)
