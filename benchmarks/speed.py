@@ -477,8 +477,10 @@ def accuracy_cases(work: Path, train_missing: bool) -> list[AccuracyCase]:
 SCENE_ENGINES = (("onnx", "fp32"), ("torch", "fp32"), ("torch", "bf16"), ("onnx", "int8"))
 
 
-def bench_scenes(sizes: list[int], checkpoint: Path | None, threads: int, clock_name: str) -> list[dict[str, Any]]:
-    """``benchmarks/scene.py`` per engine and precision (each size in its own process)."""
+def bench_scenes(sizes: list[int], checkpoint: Path | None, calibration: Path | None, threads: int,
+                 clock_name: str) -> list[dict[str, Any]]:
+    """``benchmarks/scene.py`` per engine and precision (each size in its own process);
+    int8 calibrated on ``calibration`` (the checkpoint's training data)."""
     rows = []
     for kind, precision in SCENE_ENGINES:
         with tempfile.TemporaryDirectory() as tmp:
@@ -488,6 +490,8 @@ def bench_scenes(sizes: list[int], checkpoint: Path | None, threads: int, clock_
                        "--threads", str(threads), "--clock", "cpu" if clock_name == "cpu" else "wall"]
             if checkpoint is not None:
                 command += ["--checkpoint", str(checkpoint)]
+            if calibration is not None:
+                command += ["--calibration", str(calibration)]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             if done.returncode != 0:
                 rows.append({"engine": kind, "precision": precision, "error": done.stderr[-500:]})
@@ -655,8 +659,9 @@ def main() -> None:
             out["accuracy"].append(bench_accuracy(case))
             print(json.dumps(out["accuracy"][-1]), flush=True)
         synthetic = args.work / "training_precision" / "unet_cbam_32-true_seed0" / "best.ckpt"
-        out["scenes"] = bench_scenes(args.scene_sizes, synthetic if synthetic.is_file() else None, args.threads,
-                                     args.clock)
+        trained = synthetic.is_file()
+        out["scenes"] = bench_scenes(args.scene_sizes, synthetic if trained else None,
+                                     synthetic.parents[1] / "data" if trained else None, args.threads, args.clock)
         demo = next(r for r in out["results"] if r["width"] == demo_width)
         train_rate = next(row for row in demo["rows"] if row["model"] == "unet_cbam")["train fp32"]["patches_per_s"]
         out["data_loading"] = bench_data(features, batch_size, train_rate)
