@@ -62,6 +62,36 @@ def add_engine_argument(parser: argparse.ArgumentParser) -> None:
              "metrics.json and summary.json")
 
 
+#: What a checkpoint file's name ends with (tells the checkpoints of ``predict`` from its inputs).
+CHECKPOINT_SUFFIXES = (".ckpt", ".onnx")
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--checkpoint CKPT [CKPT...]`` (several: an ensemble) and ``--tta``, as predict and
+    evaluate take them; ``what`` ends the ``--checkpoint`` help."""
+    parser.add_argument(
+        "--checkpoint", type=Path, nargs="+", required=True, metavar="CKPT",
+        help=f"checkpoint(s) {what}; several (same band set and input pipeline, checked) are an "
+             "ensemble: their probabilities are averaged, each member normalising with its own "
+             "statistics, at the mean of their thresholds unless --threshold")
+    parser.add_argument(
+        "--tta", action="store_true",
+        help="test-time augmentation: average the probabilities over the 8 flips and 90° "
+             "rotations of each patch or window (8x the model time, same memory); with it or an "
+             "ensemble, scenes also get uncertainty.tif and a mean_uncertainty per landslide. "
+             "Off by default (measured effect: docs/real-data.md)")
+
+
+def split_checkpoints(tokens: list[Path]) -> tuple[list[Path], list[Path]]:
+    """``--checkpoint`` values of ``predict`` -> ``(checkpoints, inputs)``: the first value
+    and every following one named ``*.ckpt``/``*.onnx`` are checkpoints; from the first other
+    name on, they are inputs (``--checkpoint a.ckpt b.ckpt scene.tif`` reads as SPEC writes it)."""
+    count = 1
+    while count < len(tokens) and tokens[count].suffix.lower() in CHECKPOINT_SUFFIXES:
+        count += 1
+    return tokens[:count], tokens[count:]
+
+
 def add_postprocess_arguments(parser: argparse.ArgumentParser, *, scenes: bool) -> None:
     """Mask cleaning options. Patches (the submission format) are thresholded only unless
     ``--postprocess``; scenes (when the command maps them) are cleaned unless ``--no-postprocess``."""

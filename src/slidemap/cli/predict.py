@@ -1,10 +1,11 @@
-"""``slidemap predict --checkpoint CKPT INPUT... --out DIR``: map scenes or patches.
+"""``slidemap predict --checkpoint CKPT [CKPT...] INPUT... --out DIR [--tta]``: map scenes or patches.
 
 INPUT is one or more scenes — a GeoTIFF/VRT, a Sentinel-2 ``.SAFE`` folder (or its
 ``MTD_MSIL*.xml`` or zip), a folder of per-band files or a STAC item (``.json`` or URL) —
 (``probability.tif``, ``mask.tif``, ``landslides.gpkg``, ``landslides.geojson``,
 ``summary.json`` in DIR, or in ``DIR/<scene name>/`` when several), or ``.h5`` patches /
-folders of patches (``mask_<id>.h5`` and ``prob_<id>.h5`` in DIR). See ``docs/mapping.md``.
+folders of patches (``mask_<id>.h5`` and ``prob_<id>.h5`` in DIR). Several checkpoints are an
+ensemble; with one or ``--tta`` a scene also gets ``uncertainty.tif``. See ``docs/mapping.md``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,14 @@ import argparse
 import json
 from pathlib import Path
 
-from slidemap.cli._runtime import add_engine_argument, add_postprocess_arguments, postprocess_config
-from slidemap.errors import InputError
+from slidemap.cli._runtime import (
+    add_checkpoint_arguments,
+    add_engine_argument,
+    add_postprocess_arguments,
+    postprocess_config,
+    split_checkpoints,
+)
+from slidemap.errors import ConfigError, InputError
 
 HELP = ("map landslides in scenes (GeoTIFF, Sentinel-2 SAFE/zip, per-band folder, STAC item; with a DEM) "
         "or Landslide4Sense .h5 patches")
@@ -23,9 +30,9 @@ HELP = ("map landslides in scenes (GeoTIFF, Sentinel-2 SAFE/zip, per-band folder
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from slidemap.inference.sliding import DEFAULT_OVERLAP_PX, DEFAULT_WINDOW_PX
 
-    parser.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT",
-                        help="checkpoint from 'slidemap train' (or an exported .onnx with --engine onnx)")
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+    add_checkpoint_arguments(parser, "from 'slidemap train' (or exported .onnx files with --engine "
+                             "onnx); checkpoint names end in .ckpt or .onnx, INPUTs may follow them")
+    parser.add_argument("inputs", nargs="*", metavar="INPUT",
                         help="scene(s): GeoTIFF/VRT, Sentinel-2 .SAFE folder / MTD_MSIL*.xml / zip, folder of "
                              "per-band files, STAC item (.json or URL); or .h5 patch files / folders of patches")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
@@ -64,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
     from slidemap.inference.predictor import load_predictor
 
     setup_logging(args.verbose)
+    args.checkpoint, extra = split_checkpoints(args.checkpoint)
+    args.inputs = [*map(str, extra), *args.inputs]
+    if not args.inputs:
+        raise ConfigError("give at least one INPUT (a scene, .h5 patches or a folder of them) "
+                          "after the checkpoints")
     if args.threshold is not None:
         check_threshold(args.threshold, "--threshold")
     from slidemap.io.scene_formats import as_input, scene_format
@@ -80,27 +92,26 @@ def run(args: argparse.Namespace) -> int:
     if len(kinds) > 1:
         raise InputError("mixes scenes and .h5 patches; predict them in separate runs", args.inputs[0])
     if kinds == {True}:
-        predictor = load_predictor(args.checkpoint, args.engine, "patches")
+        predictor = load_predictor(args.checkpoint, args.engine, "patches", tta=args.tta)
         summary = predict_patches(predictor, patch_refs(args.inputs, args.split), args.out,
                                   threshold=args.threshold,
                                   postprocess=postprocess_config(args, patches=True))
         print(f"{summary['count']} patches -> {args.out} ({summary['seconds']:.1f} s, "
-              f"{summary['engine']} engine)")
+              f"{summary['engine']} engine, {predictor.label})")
         return 0
     _predict_scenes(args)
     return 0
 
 
 def _predict_scenes(args: argparse.Namespace) -> None:
-    from slidemap.inference.engine import EngineSpec, load_engine
     from slidemap.inference.mapping import MappingOptions, predict_scene
     from slidemap.inference.postprocess import PostprocessConfig
-    from slidemap.inference.predictor import resolve_engine_kind
+    from slidemap.inference.predictor import build_predictor, predictor_spec
     from slidemap.inference.scene import SceneSpec
     from slidemap.io.scene_source import parse_band_mapping
 
-    spec = EngineSpec(args.checkpoint, resolve_engine_kind(args.engine, "scene"))
-    load_engine(spec)  # a bad checkpoint fails here, before any scene is read
+    spec = predictor_spec(args.checkpoint, args.engine, "scene", tta=args.tta)
+    predictor = build_predictor(spec)  # a bad or mismatched checkpoint fails here, before any scene is read
     mapping = tuple(parse_band_mapping(args.bands).items()) if args.bands else ()
     from slidemap.io.scene_source import scene_name
 
@@ -117,7 +128,9 @@ def _predict_scenes(args: argparse.Namespace) -> None:
     for image, name in zip(args.inputs, names, strict=True):
         out = args.out if len(args.inputs) == 1 else args.out / name
         scene = SceneSpec(image, args.dem, mapping, args.cloud_mask)
-        summary = predict_scene(spec, scene, out, options, checkpoint=args.checkpoint)
-        print(f"{image}: {summary['count']} landslides, {summary['total_area_m2']:.0f} m² -> {out}")
-        print(json.dumps({k: summary[k] for k in ("threshold", "engine", "seconds",
+        summary = predict_scene(spec, scene, out, options)
+        print(f"{image}: {summary['count']} landslides, {summary['total_area_m2']:.0f} m² -> {out} "
+              f"({predictor.label})")
+        print(json.dumps({k: summary[k] for k in ("threshold", "threshold_rule", "engine", "seconds",
                                                    "megapixels_per_second")}))
+

@@ -242,7 +242,9 @@ class CompareConfig:
     ``base`` is the shared experiment; each entry of ``models`` replaces its model (and
     applies its overrides). ``split`` is the split the table is computed on;
     ``features_patch`` the patch of the features figure (default: the first panel patch);
-    ``synthetic_patches`` the size of the dataset ``slidemap demo`` generates.
+    ``synthetic_patches`` the size of the dataset ``slidemap demo`` generates; ``tta``
+    scores every model with test-time augmentation (the 8 flips and 90° rotations, as
+    ``evaluate --tta``; off by default, docs/real-data.md has the measured effect).
     """
 
     name: Str = "compare"
@@ -253,6 +255,7 @@ class CompareConfig:
     activations: ActivationsConfig = field(default_factory=ActivationsConfig)
     features_patch: Str | None = None
     synthetic_patches: PositiveInt = 240
+    tta: Bool = False
 
     def experiments(self, source: str | Path = "<config>") -> dict[str, ExperimentConfig]:
         """Display name -> the resolved, validated experiment of each model, in config order.

@@ -43,6 +43,23 @@ def apply_dihedral(
     return move(image), None if mask is None else move(mask)
 
 
+def invert_dihedral(array: np.ndarray, transform: int) -> np.ndarray:
+    """Undo :func:`apply_dihedral`'s ``transform`` on ``array`` (last two axes: rows, columns).
+
+    For ``transform = 4·flip + k``: mirror left–right back (if ``flip``), then rotate by
+    ``k × 90°`` clockwise. ``invert_dihedral(apply_dihedral(x, None, t)[0], t) == x`` for every
+    ``t``; test-time augmentation maps each variant's prediction back with it.
+
+    Returns:
+        C-contiguous array; ``H`` and ``W`` swap back for odd ``k``.
+    """
+    if not 0 <= transform < N_DIHEDRAL:
+        raise ValueError(f"transform must be in [0, {N_DIHEDRAL}), got {transform}")
+    flip, quarter_turns = divmod(int(transform), 4)
+    out = np.flip(array, axis=-1) if flip else array
+    return np.ascontiguousarray(np.rot90(out, k=-quarter_turns, axes=(-2, -1)))
+
+
 def random_dihedral(
     image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray | None]:

@@ -158,11 +158,13 @@ def predict_patches(
         batch_size: patches per forward pass.
 
     Returns:
-        A summary: ``count`` (patches), ``landslide_pixels``, ``threshold``, ``model``,
-        ``engine``, ``tta``, ``postprocess``, ``seconds``, ``outputs`` (the folder).
+        A summary: ``count`` (patches), ``landslide_pixels``, ``threshold``,
+        ``threshold_rule``, ``model``, ``engine``, ``tta``, ``checkpoint``, ``ensemble_size``,
+        ``postprocess``, ``seconds``, ``outputs`` (the folder).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    given = threshold
     threshold = predictor.threshold if threshold is None else float(threshold)
     n_bands = len(predictor.pipeline.source_band_set)  # patch files hold every band of the set
     started = time.perf_counter()
@@ -181,6 +183,7 @@ def predict_patches(
         "count": len(refs),
         "landslide_pixels": landslide_pixels,
         "threshold": threshold,
+        "threshold_rule": predictor.threshold_rule(given),
         "model": predictor.model_name,
         **predictor.record(),
         "postprocess": None if postprocess is None else asdict(postprocess),

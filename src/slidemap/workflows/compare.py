@@ -10,6 +10,7 @@ file                content
 table1.md/.csv/…    Table 1 (every model, every metric; best per column in bold)
 roc.png, pr.png     ROC and PR curves of all models on one plot each (Fig. 5, 11)
 confusion.png       one confusion matrix per model (Fig. 10)
+calibration.png     reliability diagram of every model (15 bins), ECE in the legend
 panels.png          the same test patches predicted by every model (Fig. 6, 9)
 curves.png          per-epoch loss, precision, recall, F1, train and val (Fig. 4, 7, 8)
 activations.png     the maps of one layer of one model for one patch (Fig. 3)
@@ -157,7 +158,7 @@ def run_comparison(config: CompareConfig, out_dir: str | Path, *, engine: str = 
     evaluations: dict[str, Evaluation] = {}
     for name, run in result.runs.items():
         evaluation = evaluate_checkpoint(run.best_checkpoint, data, config.split, keep_ids=panel_ids,
-                                         engine=engine)
+                                         engine=engine, tta=config.tta)
         write_metrics(evaluation, run.out_dir / f"metrics_{config.split}.json")
         evaluations[name] = evaluation
         result.metrics[name] = evaluation.metrics
@@ -189,6 +190,9 @@ def run_comparison(config: CompareConfig, out_dir: str | Path, *, engine: str = 
                "positive rate on a log scale (where the models differ) - Fig. 5, 11",
         "pr": f"Precision-recall curves on the {config.split} split",
         "confusion": "Confusion matrices (rows: true label, columns: predicted) - Fig. 10",
+        "calibration": f"Reliability diagram on the {config.split} split: landslide fraction "
+                       "against mean predicted probability in 15 equal-width bins, with each "
+                       "model's expected calibration error (ECE); pixels per bin below",
         "panels": "Predictions on the same patches (TP, FP, FN coloured) - Fig. 6, 9",
         "features": f"True colour and feature maps of patch {feature_patch} - Fig. 2",
         "activations": f"Activations of {config.activations.model} layer "
@@ -199,12 +203,16 @@ def run_comparison(config: CompareConfig, out_dir: str | Path, *, engine: str = 
         f"Data: {data}, {len(refs)} patches in the {config.split} split; metrics over all "
         "pixels of the split from one confusion matrix.",
         "Each model's threshold maximises F1 on the validation split (column 'Threshold').",
-        f"Probabilities by the {record['engine']} engine (the path of slidemap predict), "
-        "masks thresholded without post-processing, as in the submission format.",
+        f"Probabilities by the {record['engine']} engine (the path of slidemap predict)"
+        + (", averaged over the 8 flips and 90° rotations of each patch (test-time augmentation)"
+           if config.tta else "")
+        + ", masks thresholded without post-processing, as in the submission format.",
+        "Expected calibration error (15 bins): " + ", ".join(
+            f"{name} {metrics['ece']:.4f}" for name, metrics in result.metrics.items()) + ".",
         f"Table files: {table.markdown.name}, {table.csv.name}, {table.json.name}. "
         f"Total time {result.seconds:.0f} s.",
     ]
-    order = ("curves", "roc", "pr", "confusion", "panels", "features", "activations")
+    order = ("curves", "roc", "pr", "confusion", "calibration", "panels", "features", "activations")
     result.title = f"slidemap comparison: {config.name}"
     result.caption = table_caption(result.metrics, config.split, len(refs))
     result.alerts = synthetic_alerts(data)
