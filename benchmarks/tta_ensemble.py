@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA, help="folder holding area_A/ and area_B/")
     parser.add_argument("--models", default="unet_cbam,unet", help="rgbd configs, comma-separated")
     parser.add_argument("--seeds", default="42,43,44", help="training seeds, comma-separated")
-    parser.add_argument("--no-synthetic", action="store_true", help="skip the synthetic case")
+    parser.add_argument("--cases", default="synthetic,rgbd",
+                        help="which cases: synthetic and/or rgbd, comma-separated")
     parser.add_argument("--work", type=Path, default=Path("runs/tta_ensemble"), help="run folders")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -244,8 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         print(costs["table"])
         write_text_atomic(SCENE_RESULTS, json.dumps(costs, indent=2) + "\n")
         return 0
-    cases = [] if args.no_synthetic else [synthetic_case(args.work)]
-    cases += rgbd_cases(args.data, [m.strip() for m in args.models.split(",")])
+    wanted = {c.strip() for c in args.cases.split(",")}
+    cases = [synthetic_case(args.work)] if "synthetic" in wanted else []
+    if "rgbd" in wanted:
+        cases += rgbd_cases(args.data, [m.strip() for m in args.models.split(",")])
     started, machine_start = time.perf_counter(), machine()
     # seed by seed over the cases: every case gets its first model (TTA measurable) early
     for count in range(1, len(seeds) + 1):

@@ -72,10 +72,10 @@ def test_tta_is_the_mean_of_the_eight_views_mapped_back_on_non_square_input(
 ) -> None:
     engine = load_engine(EngineSpec(tiny_checkpoint, kind))
     predictor = Predictor(engine, kind, tiny_checkpoint, tta=True)
-    inputs = np.stack([predictor.prepare(tiny_bands(36, 20, seed)) for seed in (1, 2)])
+    inputs = np.stack([predictor.prepare(tiny_bands(38, 21, seed)) for seed in (1, 2)])  # not multiples of 4
     views = eight_views(engine, inputs)
     prediction = predictor.predict(inputs)
-    assert prediction.probability.shape == prediction.uncertainty.shape == (2, 36, 20)
+    assert prediction.probability.shape == prediction.uncertainty.shape == (2, 38, 21)
     assert views.std(axis=0).max() > 1e-3  # the views disagree: the average is not trivial
     np.testing.assert_allclose(prediction.probability, views.mean(axis=0), atol=2e-7)
     np.testing.assert_allclose(prediction.uncertainty, views.std(axis=0), atol=2e-7)
@@ -164,6 +164,20 @@ def test_an_ensemble_of_different_pipelines_is_refused_naming_both_files(
 def test_a_checkpoint_given_twice_is_refused(members: list[Path]) -> None:
     with pytest.raises(CheckpointError, match="given twice"):
         predictor_spec([members[0], members[1], members[0].parent / ".." / members[0].parent.name / "a.ckpt"])
+
+
+def test_predict_tells_checkpoints_from_inputs_and_needs_an_input(
+    members: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from slidemap.cli._runtime import split_checkpoints
+
+    url = "https://example.org/items/S2B.json"
+    assert split_checkpoints([str(members[0]), "b.onnx", "scene.tif", url]) == (
+        [members[0], Path("b.onnx")], ["scene.tif", url])  # a URL stays as given
+    assert split_checkpoints(["model.pt", "scene.tif"]) == ([Path("model.pt")], ["scene.tif"])
+    assert main(["predict", "--checkpoint", str(members[0]), str(members[1]), "--out", str(tmp_path)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "give at least one INPUT" in err[0]
 
 
 # --------------------------------------------------------------------------------- scenes

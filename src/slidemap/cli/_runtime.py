@@ -70,7 +70,7 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser, what: str) -> None
     """``--checkpoint CKPT [CKPT...]`` (several: an ensemble) and ``--tta``, as predict and
     evaluate take them; ``what`` ends the ``--checkpoint`` help."""
     parser.add_argument(
-        "--checkpoint", type=Path, nargs="+", required=True, metavar="CKPT",
+        "--checkpoint", nargs="+", required=True, metavar="CKPT",
         help=f"checkpoint(s) {what}; several (same band set and input pipeline, checked) are an "
              "ensemble: their probabilities are averaged, each member normalising with its own "
              "statistics, at the mean of their thresholds unless --threshold")
@@ -82,14 +82,15 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser, what: str) -> None
              "Off by default (measured effect: docs/real-data.md)")
 
 
-def split_checkpoints(tokens: list[Path]) -> tuple[list[Path], list[Path]]:
+def split_checkpoints(tokens: list[str]) -> tuple[list[Path], list[str]]:
     """``--checkpoint`` values of ``predict`` -> ``(checkpoints, inputs)``: the first value
     and every following one named ``*.ckpt``/``*.onnx`` are checkpoints; from the first other
-    name on, they are inputs (``--checkpoint a.ckpt b.ckpt scene.tif`` reads as SPEC writes it)."""
+    name on, they are inputs, kept as given (a URL stays a URL), so
+    ``--checkpoint a.ckpt b.ckpt scene.tif`` reads as SPEC writes it."""
     count = 1
-    while count < len(tokens) and tokens[count].suffix.lower() in CHECKPOINT_SUFFIXES:
+    while count < len(tokens) and Path(tokens[count]).suffix.lower() in CHECKPOINT_SUFFIXES:
         count += 1
-    return tokens[:count], tokens[count:]
+    return [Path(t) for t in tokens[:count]], tokens[count:]
 
 
 def add_postprocess_arguments(parser: argparse.ArgumentParser, *, scenes: bool) -> None:

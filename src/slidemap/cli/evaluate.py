@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1 or args.panels < 0:
         raise ConfigError("--batch-size must be >= 1 and --panels >= 0")
     threshold = None if args.threshold is None else check_threshold(args.threshold, "--threshold")
-    predictor = load_predictor(args.checkpoint, args.engine, "patches", device="auto", tta=args.tta)
+    checkpoints = [Path(c) for c in args.checkpoint]
+    predictor = load_predictor(checkpoints, args.engine, "patches", device="auto", tta=args.tta)
     panel_ids = select_panel_ids(split_refs(args.data, args.split), args.panels)
     evaluation = evaluate_checkpoint(predictor, args.data, args.split, threshold, args.batch_size,
                                      keep_ids=panel_ids, postprocess=postprocess_config(args, patches=True))

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     setup_logging(args.verbose)
     args.checkpoint, extra = split_checkpoints(args.checkpoint)
-    args.inputs = [*map(str, extra), *args.inputs]
+    args.inputs = [*extra, *args.inputs]
     if not args.inputs:
         raise ConfigError("give at least one INPUT (a scene, .h5 patches or a folder of them) "
                           "after the checkpoints")

@@ -62,7 +62,7 @@ from slidemap.inference.postprocess import (
 from slidemap.inference.predictor import (
     Predictor,
     PredictorSource,
-    PredictorSpec,
+    for_workers,
     resolve_predictor,
 )
 from slidemap.inference.radiometry import check_radiometry
@@ -199,7 +199,7 @@ def predict_probability(
             from slidemap.inference.dask_tiles import iter_windows_dask
 
             results = iter_windows_dask(
-                source if isinstance(source, PredictorSpec) else predictor, scene, plan,
+                for_workers(source, predictor), scene, plan,
                 workers=options.workers, scheduler=options.scheduler,
                 processes=options.dask_processes,
             )
@@ -367,8 +367,8 @@ def predict_scene(
             radiometry = check_radiometry(reader, predictor.stats, accept=options.accept_radiometry)
             _warn_dem_coverage(reader, radiometry)
         _remove_stale_uncertainty(out_dir / UNCERTAINTY_NAME, scene)
-        plan, info = predict_probability(source if isinstance(source, PredictorSpec) else predictor,
-                                         scene, paths["probability"], options, uncertainty_path)
+        plan, info = predict_probability(for_workers(source, predictor), scene, paths["probability"],
+                                         options, uncertainty_path)
         seconds_model = time.perf_counter() - started
         strip_rows = max(plan.window, 64)
         polygons = find_objects(paths["probability"], threshold, options.postprocess,

@@ -397,6 +397,14 @@ def _build_predictor_cached(spec: PredictorSpec, mtimes: tuple[int, ...]) -> Pre
 PredictorSource = Engine | EngineSpec | Predictor | PredictorSpec
 
 
+def for_workers(source: PredictorSource, predictor: Predictor) -> Predictor | PredictorSpec:
+    """What to send to other processes: the spec when ``source`` is one (workers rebuild the
+    predictor from files), else the in-memory ``predictor`` (built from ``source``)."""
+    if isinstance(source, PredictorSpec):
+        return source
+    return PredictorSpec((source,)) if isinstance(source, EngineSpec) else predictor
+
+
 def resolve_predictor(source: PredictorSource) -> Predictor:
     """A predictor as it is; a spec built (:func:`build_predictor`); an engine wrapped."""
     if isinstance(source, Predictor):
