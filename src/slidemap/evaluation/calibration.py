@@ -32,7 +32,7 @@ import math
 import numpy as np
 import torch
 
-from slidemap.evaluation.metrics import valid_pixels
+from slidemap.evaluation.curves import labelled_probabilities
 
 #: Bins of the reliability diagram and the expected calibration error (Guo et al. 2017).
 CALIBRATION_BINS = 15
@@ -77,24 +77,11 @@ class CalibrationBins:
         target: torch.Tensor | np.ndarray,
         valid: torch.Tensor | np.ndarray | None = None,
     ) -> None:
-        """Add a batch of pixels.
-
-        Args:
-            prob: any shape, landslide probabilities in [0, 1].
-            target: same shape, integer {0, 1, 255}; 255 = ignore (excluded).
-            valid: optional bool, same shape; False pixels are excluded too.
-
-        Raises:
-            ValueError: shapes differ, or a probability is outside [0, 1] or NaN.
-        """
-        prob, target = torch.as_tensor(prob), torch.as_tensor(target)
-        if prob.shape != target.shape:
-            raise ValueError(f"prob {tuple(prob.shape)} and target {tuple(target.shape)} differ in shape")
-        keep = valid_pixels(target, None if valid is None else torch.as_tensor(valid))
-        p = prob[keep].to(device="cpu", dtype=torch.float64)
-        if p.numel() and not bool(((p >= 0) & (p <= 1)).all()):
-            raise ValueError("prob must lie in [0, 1] (NaN is not allowed)")
-        positive = (target[keep] == 1).to("cpu")
+        """Add a batch of pixels (arguments and errors of
+        :func:`~slidemap.evaluation.curves.labelled_probabilities`: 255 and invalid pixels
+        are left out)."""
+        p, positive = labelled_probabilities(prob, target, valid)
+        p, positive = p.cpu(), positive.cpu()
         inner_edges = torch.arange(1, self.n_bins, dtype=torch.float64) / self.n_bins
         index = torch.bucketize(p, inner_edges, right=False)  # edges[m-1] < p <= edges[m]
         self.count += torch.bincount(index, minlength=self.n_bins).numpy()
