@@ -31,6 +31,7 @@ from slidemap.cli import main
 from slidemap.data.normalization import ChannelStats
 from slidemap.features import InputPipeline
 from slidemap.io.atomic import TMP_PREFIX
+from slidemap.io.outputs import RESERVED
 from slidemap.models import build_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,11 +108,12 @@ def assert_one_line_error(result: CliResult, culprit: str | Path, *problem_words
 
 
 def final_files(folder: Path) -> list[str]:
-    """Files under ``folder`` a user would take for output (temporaries excluded)."""
+    """Files under ``folder`` a user would take for output (temporaries and slidemap's
+    lock and manifest excluded)."""
     if not folder.exists():
         return []
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                  if p.is_file() and not p.name.startswith(TMP_PREFIX))
+                  if p.is_file() and not p.name.startswith(TMP_PREFIX) and p.name not in RESERVED)
 
 
 def assert_no_output(folder: Path) -> None:

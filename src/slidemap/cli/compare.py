@@ -13,17 +13,21 @@ HELP = "train and evaluate several models on the same data: Table 1, figures, re
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, "comparison config (e.g. configs/paper/compare.yaml)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs (and runs) of an earlier comparison in --out")
 
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
-    from slidemap.config import load_compare_config
+    from slidemap.config import load_compare_config, resolve_config_path
     from slidemap.evaluation.compare import run_comparison
+    from slidemap.io.outputs import OutputFolder
 
     config = load_compare_config(args.config, args.overrides)
     if args.data is not None:
         config.base.data.root = str(args.data)
-    result = run_comparison(config, args.out)
+    with OutputFolder(args.out, "compare", [resolve_config_path(args.config)], args.overwrite):
+        result = run_comparison(config, args.out, overwrite=args.overwrite)
     print((args.out / "table1.md").read_text(encoding="utf-8"))
     print(f"report: {result.report_html} ({result.seconds:.0f} s)")
     return 0

@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a value of the demo config, e.g. base.trainer.max_epochs=3")
     parser.add_argument("--scene-size", type=int, default=1024, metavar="PX",
                         help="side of the synthetic scene mapped at the end (0 skips it; default 1024)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an earlier demo in --out (its data is reused)")
     parser.add_argument("--verbose", action="store_true", help="also show Lightning's messages")
 
 
@@ -35,19 +37,22 @@ def run(args: argparse.Namespace) -> int:
 
     from slidemap.config import load_compare_config
     from slidemap.data.synthetic import generate_dataset
-    from slidemap.evaluation.compare import run_comparison
+    from slidemap.evaluation.compare import COMPARISON_OUTPUTS, run_comparison
+    from slidemap.io.outputs import OutputFolder
 
     started = time.perf_counter()
     config = load_compare_config(DEMO_CONFIG, args.overrides)
     data = args.out / "data"
-    if not (data / "synthetic.json").is_file():  # reuse the dataset of an earlier demo
-        logging.getLogger("slidemap").info("synthesising %d patches into %s",
-                                           config.synthetic_patches, data)
-        generate_dataset(data, n_patches=config.synthetic_patches, seed=config.base.trainer.seed)
-    config.base.data.root = str(data)
-    result = run_comparison(config, args.out)
-    if args.scene_size > 0:
-        _map_scene(result, args.out / "scene", args.scene_size, config.base.trainer.seed)
+    with OutputFolder(args.out, "demo", overwrite=args.overwrite) as folder:
+        folder.claim(COMPARISON_OUTPUTS)
+        if not (data / "synthetic.json").is_file():  # reuse the dataset of an earlier demo
+            logging.getLogger("slidemap").info("synthesising %d patches into %s",
+                                               config.synthetic_patches, data)
+            generate_dataset(data, n_patches=config.synthetic_patches, seed=config.base.trainer.seed)
+        config.base.data.root = str(data)
+        result = run_comparison(config, args.out, overwrite=args.overwrite)
+        if args.scene_size > 0:
+            _map_scene(result, args.out / "scene", args.scene_size, config.base.trainer.seed)
     print((args.out / "table1.md").read_text(encoding="utf-8"))
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
     print(f"report: {result.report_html}")

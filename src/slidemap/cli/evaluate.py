@@ -7,6 +7,9 @@ from pathlib import Path
 
 from slidemap.cli._runtime import setup_logging
 
+#: files ``evaluate`` writes into --out.
+EVALUATION_OUTPUTS = ("metrics.json", "roc.png", "pr.png", "confusion.png", "panels.png")
+
 HELP = "score a checkpoint on a split: metrics.json and ROC, PR, confusion, prediction figures"
 
 
@@ -23,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--panels", type=int, default=6, metavar="N",
                         help="patches in the prediction panels (default: 6)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="B")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an earlier evaluation in --out")
     parser.add_argument("--verbose", action="store_true", help="also show library messages")
 
 
@@ -37,15 +42,21 @@ def run(args: argparse.Namespace) -> int:
         write_metrics,
     )
     from slidemap.io.checkpoint import load_checkpoint
+    from slidemap.io.outputs import OutputFolder
 
     if args.batch_size < 1 or args.panels < 0:
         raise ConfigError("--batch-size must be >= 1 and --panels >= 0")
     loaded = load_checkpoint(args.checkpoint)
-    panel_ids = select_panel_ids(split_refs(args.data, args.split), args.panels)
-    evaluation = evaluate_checkpoint(loaded, args.data, args.split, args.threshold,
-                                     args.batch_size, keep_ids=panel_ids)
-    metrics_path = write_metrics(evaluation.metrics, args.out / "metrics.json")
-    write_figures({loaded.model_name: evaluation}, args.out, panel_ids)
+    refs = split_refs(args.data, args.split)
+    inputs = [args.checkpoint, *(p for ref in refs for p in (ref.image, ref.mask))]
+    with OutputFolder(args.out, "evaluate", inputs, args.overwrite) as folder:
+        folder.claim(EVALUATION_OUTPUTS)
+        panel_ids = select_panel_ids(refs, args.panels)
+        evaluation = evaluate_checkpoint(loaded, args.data, args.split, args.threshold,
+                                         args.batch_size, keep_ids=panel_ids)
+        with folder.output_set():  # metrics.json and its figures appear together
+            metrics_path = write_metrics(evaluation.metrics, args.out / "metrics.json")
+            write_figures({loaded.model_name: evaluation}, args.out, panel_ids)
     m = evaluation.metrics
     print(f"{metrics_path}: F1 {m['f1']:.4f}  IoU {m['iou']:.4f}  precision {m['precision']:.4f}  "
           f"recall {m['recall']:.4f}  MCC {m['mcc']:.4f}  ROC-AUC {m['roc_auc']:.4f}  "

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from slidemap.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
-    from slidemap.inference.engine import EngineSpec
+    from slidemap.inference.engine import Engine, EngineSpec
     from slidemap.inference.postprocess import PostprocessConfig
 
 HELP = "map landslides in GeoTIFF scenes (with a DEM) or Landslide4Sense .h5 patches"
@@ -64,6 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="threshold only: no morphology, area or hole filters")
     parser.add_argument("--split", default=None, choices=("train", "valid", "test"),
                         help="split to predict when an INPUT folder is a Landslide4Sense root")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an earlier run in --out (never an input, "
+                             "never a file slidemap did not write)")
     parser.add_argument("--verbose", action="store_true", help="show debug messages")
 
 
@@ -78,7 +81,8 @@ def _postprocess(args: argparse.Namespace) -> PostprocessConfig:
 def run(args: argparse.Namespace) -> int:
     from slidemap.cli._runtime import setup_logging
     from slidemap.inference.engine import EngineSpec, load_engine
-    from slidemap.inference.patches import is_patch_input, patch_refs, predict_patches
+    from slidemap.inference.patches import is_patch_input, output_names, patch_refs, predict_patches
+    from slidemap.io.outputs import OutputFolder
 
     setup_logging(args.verbose)
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
@@ -86,29 +90,31 @@ def run(args: argparse.Namespace) -> int:
     missing = [p for p in args.inputs if not p.exists()]
     if missing:
         raise InputError("input does not exist", missing[0])
-    if args.out.is_dir():  # temporaries of an earlier, killed run
-        from slidemap.io.atomic import clean_stale_temporaries
-
-        clean_stale_temporaries(args.out)
-    spec = EngineSpec(args.checkpoint, args.engine)
-    engine = load_engine(spec)
     kinds = {is_patch_input(p) for p in args.inputs}
     if len(kinds) > 1:
         raise InputError("mixes GeoTIFF scenes and .h5 patches; predict them in separate runs", args.inputs[0])
+    spec = EngineSpec(args.checkpoint, args.engine)
+    engine = load_engine(spec)
     if kinds == {True}:
-        summary = predict_patches(engine, patch_refs(args.inputs, args.split), args.out,
-                                  threshold=args.threshold,
-                                  postprocess=None if args.no_postprocess else _postprocess(args))
+        refs = patch_refs(args.inputs, args.split)
+        inputs = [args.checkpoint, *(p for ref in refs for p in (ref.image, ref.mask))]
+        with OutputFolder(args.out, "predict", inputs, args.overwrite) as folder:
+            folder.claim(output_names(refs))
+            summary = predict_patches(engine, refs, args.out, threshold=args.threshold,
+                                      postprocess=None if args.no_postprocess else _postprocess(args),
+                                      overwrite=args.overwrite)
         print(f"{summary['count']} patches -> {args.out} ({summary['seconds']:.1f} s)")
         return 0
-    _predict_scenes(args, spec)
+    _predict_scenes(args, spec, engine)
     return 0
 
 
-def _predict_scenes(args: argparse.Namespace, spec: EngineSpec) -> None:
-    from slidemap.inference.mapping import MappingOptions, predict_scene
+def _predict_scenes(args: argparse.Namespace, spec: EngineSpec, engine: Engine) -> None:
+    """Check every scene (image, DEM, bands) before mapping any; then map each one as a set."""
+    from slidemap.inference.mapping import OUTPUT_NAMES, MappingOptions, predict_scene, validate_scene
     from slidemap.inference.scene import SceneSpec
     from slidemap.io.geotiff import parse_band_mapping
+    from slidemap.io.outputs import OutputFolder
 
     mapping = tuple(parse_band_mapping(args.bands).items()) if args.bands else ()
     options = MappingOptions(
@@ -118,9 +124,15 @@ def _predict_scenes(args: argparse.Namespace, spec: EngineSpec) -> None:
     names = [p.stem for p in args.inputs]
     if len(set(names)) != len(names):
         raise InputError("two scenes share a file name; outputs would clash (map them separately)")
-    for image in args.inputs:
-        out = args.out if len(args.inputs) == 1 else args.out / image.stem
-        scene = SceneSpec(image, args.dem, mapping)
-        summary = predict_scene(spec, scene, out, options, checkpoint=args.checkpoint)
-        print(f"{image}: {summary['count']} landslides, {summary['total_area_m2']:.0f} m² -> {out}")
-        print(json.dumps({k: summary[k] for k in ("threshold", "seconds", "megapixels_per_second")}))
+    scenes = {image: SceneSpec(image, args.dem, mapping) for image in args.inputs}
+    for scene in scenes.values():
+        validate_scene(engine, scene, options)
+    outs = {image: args.out if len(args.inputs) == 1 else args.out / image.stem for image in scenes}
+    inputs = [args.checkpoint, args.dem, *args.inputs]
+    with OutputFolder(args.out, "predict", inputs, args.overwrite) as folder:
+        folder.claim(out / name for out in outs.values() for name in OUTPUT_NAMES.values())
+        for image, scene in scenes.items():
+            summary = predict_scene(spec, scene, outs[image], options, checkpoint=args.checkpoint)
+            print(f"{image}: {summary['count']} landslides, {summary['total_area_m2']:.0f} m² "
+                  f"-> {outs[image]}")
+            print(json.dumps({k: summary[k] for k in ("threshold", "seconds", "megapixels_per_second")}))

@@ -16,12 +16,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run folder (default: runs/<config name>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last.ckpt")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="train afresh into --out, replacing the files of an earlier run there")
 
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
-    from slidemap.config import load_config
-    from slidemap.errors import ConfigError
+    from slidemap.config import load_config, resolve_config_path
+    from slidemap.errors import ConfigError, Interrupted
+    from slidemap.io.outputs import OutputFolder
     from slidemap.training.run import train
 
     config = load_config(args.config, args.overrides)
@@ -31,8 +34,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "no training data: give --data DIR or set data.root / data.train_path", args.config
         )
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume continues a run and --overwrite starts one afresh; give one")
     out = args.out if args.out is not None else Path("runs") / config.name
-    result = train(config, out, resume=args.resume)
+    config_file = resolve_config_path(args.config)
+    with OutputFolder(out, "train", [config_file], overwrite=args.resume or args.overwrite):
+        try:
+            result = train(config, out, resume=args.resume, overwrite=args.overwrite)
+        except Interrupted as exc:  # last.ckpt was saved: say how to go on
+            again = f"slidemap train --config {args.config} --out {out} --resume"
+            raise Interrupted(exc.signum, f"{exc.note}; continue with: {again}") from None
     last = result.history[-1] if result.history else {}
     print(f"run folder: {result.out_dir}")
     print(f"best checkpoint: {result.best_checkpoint} (epoch {result.best_epoch + 1}, "

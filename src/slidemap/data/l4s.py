@@ -39,7 +39,8 @@ from typing import Literal
 import h5py
 import numpy as np
 
-from slidemap.errors import InputError
+from slidemap.errors import InputError, SlidemapError
+from slidemap.io.resources import array_bytes, check_allocation
 
 log = logging.getLogger(__name__)
 
@@ -268,8 +269,12 @@ def _read_array(path: Path, key: str, allow_bool: bool = False) -> np.ndarray:
             numeric = np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
             if not (numeric or (allow_bool and dtype == np.bool_)):
                 raise InputError(f"{key!r} has non-numeric dtype {dtype}; expected numbers", path)
+            # the shape is the file's word: check what reading it allocates (the array and
+            # its float32 copy) before reading, not after the machine ran out of memory
+            check_allocation(array_bytes(node.shape, dtype.itemsize + 4),
+                             f"{key!r} of shape {node.shape} ({dtype})", path)
             array = np.asarray(node[()])
-    except InputError:
+    except SlidemapError:
         raise
     except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__

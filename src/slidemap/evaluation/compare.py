@@ -25,6 +25,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -42,6 +43,7 @@ from slidemap.evaluation.evaluate import (
 from slidemap.evaluation.report import build_report
 from slidemap.evaluation.table import write_table
 from slidemap.io.checkpoint import load_checkpoint
+from slidemap.io.outputs import OutputFolder, holding
 from slidemap.training.run import RunResult, train
 
 log = logging.getLogger(__name__)
@@ -133,16 +135,32 @@ def comparison_data(config: CompareConfig) -> Path:
     return resolve_data_path(path)
 
 
-def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResult:
+#: files a comparison writes into its folder (besides ``runs/``).
+COMPARISON_OUTPUTS: tuple[str, ...] = (
+    "compare.yaml", "table1.md", "table1.csv", "table1.json", "roc.png", "pr.png",
+    "confusion.png", "panels.png", "curves.png", "features.png", "activations.png",
+    "report.md", "report.html",
+)
+
+
+def run_comparison(config: CompareConfig, out_dir: str | Path, overwrite: bool = False) -> ComparisonResult:
     """Train and evaluate every model of ``config`` on the same data; write Table 1,
     the figures and the report into ``out_dir`` (see the module docstring).
 
+    ``overwrite`` lets the comparison replace its own earlier outputs (never another file);
+    the table, figures and report appear together at the end.
+
     Raises:
         ConfigError: no data for the split (:func:`comparison_data`), or a bad model variant.
+        OutputError: ``out_dir`` holds earlier outputs (without ``overwrite``) or foreign files.
     """
+    with holding(out_dir, "compare", overwrite=overwrite) as folder:
+        folder.claim(COMPARISON_OUTPUTS)
+        return _run_comparison(config, Path(out_dir), folder)
+
+
+def _run_comparison(config: CompareConfig, out_dir: Path, folder: OutputFolder) -> ComparisonResult:
     started = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     data = comparison_data(config)
     experiments = config.experiments()
     save_config(config, out_dir / "compare.yaml")
@@ -150,16 +168,29 @@ def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResu
     result = ComparisonResult(out_dir=out_dir)
     for name, experiment in experiments.items():
         log.info("training %s (%s)", name, experiment.model.name)
+        # the comparison's folder decides what may be replaced (its own earlier runs with
+        # overwrite, never a foreign file)
         result.runs[name] = train(experiment, out_dir / "runs" / slug(name), overwrite=True)
 
     refs = split_refs(data, config.split)
     panel_ids = select_panel_ids(refs, config.panels.count, config.panels.ids)
     evaluations: dict[str, Evaluation] = {}
     for name, run in result.runs.items():
-        evaluation = evaluate_checkpoint(run.best_checkpoint, data, config.split, keep_ids=panel_ids)
-        write_metrics(evaluation.metrics, run.out_dir / f"metrics_{config.split}.json")
-        evaluations[name] = evaluation
-        result.metrics[name] = evaluation.metrics
+        evaluations[name] = evaluate_checkpoint(run.best_checkpoint, data, config.split,
+                                                keep_ids=panel_ids)
+        result.metrics[name] = evaluations[name].metrics
+    with folder.output_set():  # the metrics, table, figures and report appear together
+        _write_products(config, result, evaluations, data, refs, panel_ids, started)
+    return result
+
+
+def _write_products(config: CompareConfig, result: ComparisonResult,
+                    evaluations: dict[str, Evaluation], data: Path, refs: list[Any],
+                    panel_ids: list[str], started: float) -> None:
+    """Per-run metrics, Table 1, the figures and the report of :func:`run_comparison`."""
+    out_dir = result.out_dir
+    for name, run in result.runs.items():
+        write_metrics(evaluations[name].metrics, run.out_dir / f"metrics_{config.split}.json")
 
     table = write_table(result.metrics, out_dir)
     figures = write_figures(evaluations, out_dir, panel_ids)
@@ -204,4 +235,3 @@ def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResu
     result.figures = [(captions[key], figures[key]) for key in order if key in figures]
     result.notes = notes
     result.rebuild_report()
-    return result

@@ -9,7 +9,6 @@ writes ``metrics.json`` (every SPEC key) and the figures.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -24,7 +23,7 @@ from slidemap.data.datamodule import PatchDataset
 from slidemap.data.l4s import PatchRef, dataset_layout, find_patches, read_mask
 from slidemap.evaluation.curves import BinnedCurves, compute_metrics
 from slidemap.evaluation.metrics import ConfusionCounts
-from slidemap.io.atomic import write_text_atomic
+from slidemap.io.atomic import write_json_atomic
 from slidemap.io.checkpoint import LoadedModel, load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -178,7 +177,7 @@ def json_safe(metrics: dict[str, float | int]) -> dict[str, float | int | None]:
 
 def write_metrics(metrics: dict[str, float | int], path: str | Path) -> Path:
     """``metrics.json`` (strict JSON, keys in SPEC order), atomically."""
-    return write_text_atomic(path, json.dumps(json_safe(metrics), indent=2) + "\n")
+    return write_json_atomic(path, json_safe(metrics))
 
 
 def panel_inputs(

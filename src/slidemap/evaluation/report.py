@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from slidemap.evaluation.table import TABLE_COLUMNS, Rows, html_table, markdown_table
-from slidemap.io.atomic import write_text_atomic
+from slidemap.io.atomic import current_path, write_text_atomic
 
 _CSS = """
 body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem;
@@ -36,7 +36,8 @@ def _data_uri(path: Path) -> str:
     mime = mimetypes.guess_type(path.name)[0]
     if mime is None or not mime.startswith("image/"):
         raise ValueError(f"{path}: not an image file this report can embed (.png, .jpg, .svg)")
-    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+    data = current_path(path).read_bytes()  # inside an output set, still its temporary
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def build_report(
     """
     out_dir = Path(out_dir)
     resolved = [(caption, Path(path)) for caption, path in figures]
-    missing = [str(path) for _, path in resolved if not path.is_file()]
+    missing = [str(path) for _, path in resolved if not current_path(path).is_file()]
     if missing:
         raise FileNotFoundError(f"report figures not found: {', '.join(missing)}")
     md_blocks = _blocks(

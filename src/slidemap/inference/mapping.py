@@ -17,12 +17,11 @@ Every file is written atomically and carries the input's CRS and transform.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,8 +55,11 @@ from slidemap.inference.vectorize import (
     rasterize_ids,
     to_map_coordinates,
 )
-from slidemap.io.atomic import write_text_atomic
+from slidemap.io.areas import GroundAreas
+from slidemap.io.atomic import current_path, write_json_atomic
 from slidemap.io.geotiff import GeoTiffWriter, RasterInfo, bounded_gdal_cache, open_raster
+from slidemap.io.outputs import holding
+from slidemap.io.resources import check_allocation
 from slidemap.io.vector import write_polygons
 
 log = logging.getLogger(__name__)
@@ -115,6 +117,28 @@ class MappingOptions:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
 
 
+#: bytes per pixel of the strips the three passes hold (sums, weights, probability, ids,
+#: ground areas, masks, slope, for up to two windows of rows): an upper bound.
+STRIP_BYTES_PER_PIXEL = 48
+
+
+def check_strip_memory(info: RasterInfo, plan: WindowPlan) -> None:
+    """Refuse a scene whose strips (two windows of rows of the full width) exceed the
+    memory budget: its header alone declares the width (:mod:`slidemap.io.resources`)."""
+    rows = 2 * max(plan.window, 64)
+    check_allocation(float(info.width) * rows * STRIP_BYTES_PER_PIXEL,
+                     f"mapping a raster {info.width} px wide ({rows}-row strips)", info.path)
+
+
+def validate_scene(engine: Engine, scene: SceneSpec, options: MappingOptions) -> None:
+    """Every check of a scene that needs no pixels: image and DEM readable, georeferenced
+    and overlapping, bands mapped to the engine's band set, strips within memory."""
+    with SceneReader(scene, engine.pipeline.band_set) as reader:
+        plan = WindowPlan.create(reader.height, reader.width, options.window, options.overlap,
+                                 engine.size_multiple)
+        check_strip_memory(reader.info, plan)
+
+
 def predict_probability(
     engine_source: EngineSource, scene: SceneSpec, out: Path, options: MappingOptions
 ) -> tuple[WindowPlan, RasterInfo]:
@@ -130,6 +154,7 @@ def predict_probability(
         plan = WindowPlan.create(
             reader.height, reader.width, options.window, options.overlap, engine.size_multiple
         )
+        check_strip_memory(reader.info, plan)
         results: Iterable[WindowResult]
         if options.workers > 0 or options.scheduler:
             from slidemap.inference.dask_tiles import iter_windows_dask
@@ -162,10 +187,14 @@ def _strips(height: int, rows: int) -> Iterator[tuple[int, int]]:
 
 
 def find_objects(
-    probability_path: Path, threshold: float, config: PostprocessConfig, pixel_area_m2: float,
-    strip_rows: int,
+    probability_path: Path, threshold: float, config: PostprocessConfig,
+    pixel_area_m2: float | Callable[[float, float], float], strip_rows: int,
 ) -> list[Any]:
-    """Pass 2: polygons (pixel coordinates) of the cleaned mask, read strip by strip."""
+    """Pass 2: polygons (pixel coordinates) of the cleaned mask, read strip by strip.
+
+    ``pixel_area_m2`` is a pixel's ground area, or ``(row, col) -> m²`` where it varies
+    (:meth:`slidemap.io.areas.GroundAreas.pixel_area_m2`): the area thresholds are in m².
+    """
     context = config.context_px
     pieces = []
     cuts: list[int] = []
@@ -185,11 +214,13 @@ def find_objects(
 
 def burn_mask(
     probability_path: Path, polygons: list[Any], out: Path, info: RasterInfo,
-    reader: SceneReader | None, strip_rows: int,
+    reader: SceneReader | None, strip_rows: int, areas: GroundAreas | None = None,
 ) -> ZonalStats:
     """Pass 3: write ``out`` (uint8: 1 landslide, 0 background, 255 nodata) and return
-    per-polygon statistics (probability; slope when ``reader`` has elevation)."""
-    stats = ZonalStats(len(polygons))
+    per-polygon statistics (probability; slope when ``reader`` has elevation; ground area
+    from the pixels' areas on the ellipsoid, ``areas`` or else ``info``'s)."""
+    areas = areas if areas is not None else info.ground_areas()
+    stats = ZonalStats(len(polygons), ground_areas=True)
     tree = STRtree(polygons) if polygons else None
     with open_raster(probability_path) as src, GeoTiffWriter(
         out, info, "uint8", MASK_NODATA, description="landslide mask (1), background (0)"
@@ -199,7 +230,8 @@ def burn_mask(
             probability = src.read(1, window=window)
             ids = rasterize_ids(polygons, start, rows, src.width, tree)
             slope, slope_valid = (reader.slope_deg(window) if reader is not None else (None, None))
-            stats.add(ids, probability, slope, slope_valid)
+            stats.add(ids, probability, slope, slope_valid,
+                      pixel_area_m2=areas.pixel_areas_m2(start, 0, rows, src.width) if ids.any() else None)
             mask = (ids > 0).astype(np.uint8)
             mask[~np.isfinite(probability)] = MASK_NODATA
             writer.write(mask, start, 0)
@@ -217,6 +249,7 @@ def predict_scene(
     options: MappingOptions | None = None,
     *,
     checkpoint: str | Path | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Map one GeoTIFF scene into ``out_dir``.
 
@@ -228,6 +261,12 @@ def predict_scene(
             ``landslides.geojson`` and ``summary.json``.
         options: windows, threshold, post-processing, Dask.
         checkpoint: recorded in the summary.
+        overwrite: replace slidemap's own earlier outputs in ``out_dir`` (a calling command's
+            output folder decides instead when it holds ``out_dir``).
+
+    The five outputs are a set (:mod:`slidemap.io.outputs`): written under temporary
+    names and renamed together at the end; none replaces an input or a file slidemap did
+    not write.
 
     Returns:
         The summary written to ``summary.json``: ``count``, ``total_area_m2``,
@@ -235,35 +274,51 @@ def predict_scene(
         ``seconds`` and more.
 
     Raises:
-        InputError, CheckpointError, ConfigError: naming the file at fault.
+        InputError, CheckpointError, ConfigError, OutputError: naming the file at fault.
     """
     options = options or MappingOptions()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {key: out_dir / name for key, name in OUTPUT_NAMES.items()}
     engine = resolve_engine(engine_source)
     threshold = engine.threshold if options.threshold is None else float(options.threshold)
     started = time.perf_counter()
 
-    with bounded_gdal_cache():
-        plan, info = predict_probability(engine_source, scene, paths["probability"], options)
-        seconds_model = time.perf_counter() - started
-        strip_rows = max(plan.window, 64)
-        polygons = find_objects(paths["probability"], threshold, options.postprocess,
-                                info.pixel_area_m2, strip_rows)
-        with SceneReader(scene, engine.pipeline.band_set) as reader:
-            stats = burn_mask(paths["probability"], polygons, paths["mask"], info,
-                              reader if _has_elevation(reader) else None, strip_rows)
-    attributes = landslide_attributes(polygons, stats, info.pixel_area_m2)
-    geometries = to_map_coordinates(polygons, info.transform)
-    for key in ("gpkg", "geojson"):
-        write_polygons(paths[key], geometries, attributes, info.crs)
+    inputs = [scene.image, scene.dem, checkpoint]
+    with holding(out_dir, "predict", inputs, overwrite) as folder, folder.output_set():
+        folder.claim(paths.values())
+        with bounded_gdal_cache():
+            plan, info = predict_probability(engine_source, scene, paths["probability"], options)
+            probability = current_path(paths["probability"])  # staged until the set is whole
+            areas = info.ground_areas()
+            seconds_model = time.perf_counter() - started
+            strip_rows = max(plan.window, 64)
+            polygons = find_objects(probability, threshold, options.postprocess,
+                                    areas.pixel_area_m2, strip_rows)
+            with SceneReader(scene, engine.pipeline.band_set) as reader:
+                stats = burn_mask(probability, polygons, paths["mask"], info,
+                                  reader if _has_elevation(reader) else None, strip_rows, areas)
+        attributes = landslide_attributes(polygons, stats)
+        geometries = to_map_coordinates(polygons, info.transform)
+        for key in ("gpkg", "geojson"):
+            write_polygons(paths[key], geometries, attributes, info.crs)
+        summary = _summary(scene, info, plan, options, engine.model_name, threshold, polygons,
+                           attributes, paths, checkpoint, started, seconds_model, areas)
+        write_json_atomic(paths["summary"], summary)
+    return summary
 
+
+def _summary(
+    scene: SceneSpec, info: RasterInfo, plan: WindowPlan, options: MappingOptions, model: str,
+    threshold: float, polygons: list[Any], attributes: dict[str, np.ndarray],
+    paths: dict[str, Path], checkpoint: str | Path | None, started: float, seconds_model: float,
+    areas: GroundAreas,
+) -> dict[str, Any]:
+    """What ``summary.json`` holds (strict JSON: every number finite)."""
     summary: dict[str, Any] = {
         "count": len(polygons),
         "total_area_m2": float(attributes["area_m2"].sum()),
         "threshold": threshold,
-        "model": engine.model_name,
+        "model": model,
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "inputs": {"image": str(scene.image), "dem": None if scene.dem is None else str(scene.dem),
                    "band_mapping": dict(scene.band_mapping) or None},
@@ -271,6 +326,7 @@ def predict_scene(
         "transform": list(info.transform)[:6],
         "size_px": [info.height, info.width],
         "pixel_size_m": list(info.pixel_size_m),
+        "pixel_area_m2": areas.centre_pixel_area_m2,
         "window": {"window_px": plan.window, "overlap_px": plan.overlap, "margin_px": plan.margin,
                    "align_px": plan.align, "n_windows": len(plan)},
         "postprocess": asdict(options.postprocess),
@@ -280,5 +336,4 @@ def predict_scene(
                     "total": round(time.perf_counter() - started, 3)},
         "megapixels_per_second": round(info.width * info.height / 1e6 / max(seconds_model, 1e-9), 4),
     }
-    write_text_atomic(paths["summary"], json.dumps(summary, indent=2) + "\n")
     return summary

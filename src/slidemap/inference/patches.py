@@ -18,16 +18,18 @@ from typing import Any
 import h5py
 import numpy as np
 
-from slidemap.data.l4s import IMAGE_PREFIX, SUFFIX, PatchRef, find_patches, read_image
+from slidemap.data.l4s import IMAGE_PREFIX, MASK_PREFIX, SUFFIX, PatchRef, find_patches, read_image
 from slidemap.errors import InputError
 from slidemap.inference.engine import Engine, prepare_input, sigmoid
 from slidemap.inference.postprocess import PostprocessConfig, clean_mask
 from slidemap.io.atomic import atomic_path
+from slidemap.io.outputs import holding
 
 log = logging.getLogger(__name__)
 
 MASK_KEY = "mask"
 PROB_KEY = "prob"
+PROB_PREFIX = "prob_"
 
 
 def is_patch_input(path: Path) -> bool:
@@ -61,6 +63,11 @@ def patch_refs(inputs: Sequence[str | Path], split: str | None = None) -> list[P
     return refs
 
 
+def output_names(refs: Sequence[PatchRef]) -> list[str]:
+    """``mask_<id>.h5`` and ``prob_<id>.h5`` of every patch, in order."""
+    return [f"{prefix}{ref.id}{SUFFIX}" for ref in refs for prefix in (MASK_PREFIX, PROB_PREFIX)]
+
+
 def write_h5(path: Path, key: str, array: np.ndarray) -> Path:
     """Write one dataset ``key`` to ``path`` atomically (gzip-compressed)."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
@@ -81,8 +88,13 @@ def predict_patches(
     threshold: float | None = None,
     postprocess: PostprocessConfig | None = None,
     batch_size: int = 8,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Predict every patch of ``refs`` into ``out_dir``.
+
+    The outputs are one set (:mod:`slidemap.io.outputs`): every file appears at the end or
+    none does; none replaces an input (a ``mask_<id>.h5`` ground truth in the same folder)
+    or a file slidemap did not write; earlier outputs are replaced only with ``overwrite``.
 
     Args:
         engine: the model and its pipeline (patches must hold the pipeline's band set).
@@ -97,7 +109,6 @@ def predict_patches(
         ``seconds``, ``outputs`` (the folder).
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     threshold = engine.threshold if threshold is None else float(threshold)
     pixel_area_m2 = engine.pipeline.pixel_size_m**2
     n_bands = len(engine.pipeline.band_set)
@@ -107,16 +118,20 @@ def predict_patches(
     for ref in refs:
         read_image(ref.image, n_bands)
     landslide_pixels = 0
-    for batch in _batches(list(refs), batch_size):
-        inputs = [prepare_input(engine, read_image(ref.image, n_bands)) for ref in batch]
-        shapes = {x.shape for x in inputs}
-        groups = [np.stack(inputs)] if len(shapes) == 1 else [x[None] for x in inputs]
-        probabilities = [p[0] for g in groups for p in sigmoid(engine.predict_logits(g))]
-        for ref, probability in zip(batch, probabilities, strict=True):
-            mask = clean_mask(probability, threshold, postprocess, pixel_area_m2)
-            landslide_pixels += int(mask.sum())
-            write_h5(out_dir / f"mask_{ref.id}{SUFFIX}", MASK_KEY, mask)
-            write_h5(out_dir / f"prob_{ref.id}{SUFFIX}", PROB_KEY, probability.astype(np.float32))
+    inputs = [path for ref in refs for path in (ref.image, ref.mask)]
+    with holding(out_dir, "predict", inputs, overwrite) as folder, folder.output_set():
+        folder.claim(output_names(refs))
+        for batch in _batches(list(refs), batch_size):
+            arrays = [prepare_input(engine, read_image(ref.image, n_bands)) for ref in batch]
+            shapes = {x.shape for x in arrays}
+            groups = [np.stack(arrays)] if len(shapes) == 1 else [x[None] for x in arrays]
+            probabilities = [p[0] for g in groups for p in sigmoid(engine.predict_logits(g))]
+            for ref, probability in zip(batch, probabilities, strict=True):
+                mask = clean_mask(probability, threshold, postprocess, pixel_area_m2)
+                landslide_pixels += int(mask.sum())
+                mask_name, prob_name = output_names([ref])
+                write_h5(out_dir / mask_name, MASK_KEY, mask)
+                write_h5(out_dir / prob_name, PROB_KEY, probability.astype(np.float32))
     return {
         "count": len(refs),
         "landslide_pixels": landslide_pixels,

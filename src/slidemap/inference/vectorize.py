@@ -88,9 +88,14 @@ def rasterize_ids(
 
 
 class ZonalStats:
-    """Per-polygon sums over strips: valid pixel count, Σ probability, max probability, Σ slope."""
+    """Per-polygon sums over strips: valid pixel count, Σ probability, max probability, Σ slope,
+    and Σ ground area of the polygon's pixels (when strips come with their pixel areas)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, ground_areas: bool = False) -> None:
+        """``n`` polygons; ``ground_areas``: every strip with polygon pixels comes with the
+        pixels' areas (then :attr:`area_m2` is each polygon's ground area)."""
+        self.area_m2 = np.zeros(n + 1, dtype=np.float64)
+        self.has_areas = ground_areas
         self.count = np.zeros(n + 1, dtype=np.int64)
         self.sum_prob = np.zeros(n + 1, dtype=np.float64)
         self.max_prob = np.full(n + 1, -np.inf, dtype=np.float64)
@@ -98,12 +103,17 @@ class ZonalStats:
         self.slope_count = np.zeros(n + 1, dtype=np.int64)
 
     def add(self, ids: np.ndarray, probability: np.ndarray, slope_deg: np.ndarray | None = None,
-            slope_valid: np.ndarray | None = None) -> None:
+            slope_valid: np.ndarray | None = None, pixel_area_m2: np.ndarray | None = None) -> None:
         """Accumulate one strip: ``ids (h, w)`` from :func:`rasterize_ids`, ``probability (h, w)``
-        (NaN = nodata), optional ``slope_deg (h, w)`` with its validity."""
+        (NaN = nodata), optional ``slope_deg (h, w)`` with its validity, optional ground area
+        of each pixel ``(h, w)`` m² (:meth:`slidemap.io.areas.GroundAreas.pixel_areas_m2`)."""
+        size = self.count.size
+        if pixel_area_m2 is not None:  # every pixel of the polygon, filled holes included
+            inside = ids > 0
+            self.area_m2 += np.bincount(ids[inside], weights=pixel_area_m2[inside], minlength=size)
+            self.has_areas = True
         valid = (ids > 0) & np.isfinite(probability)
         labels, values = ids[valid], probability[valid].astype(np.float64)
-        size = self.count.size
         self.count += np.bincount(labels, minlength=size)
         self.sum_prob += np.bincount(labels, weights=values, minlength=size)
         np.maximum.at(self.max_prob, labels, values)
@@ -133,10 +143,19 @@ def to_map_coordinates(polygons: Sequence[shapely.Polygon], transform: Affine) -
 
 
 def landslide_attributes(
-    polygons: Sequence[shapely.Polygon], stats: ZonalStats, pixel_area_m2: float
+    polygons: Sequence[shapely.Polygon], stats: ZonalStats, pixel_area_m2: float | None = None
 ) -> dict[str, np.ndarray]:
-    """The attribute table: ``id``, ``area_m2``, ``mean_prob``, ``max_prob``, ``mean_slope_deg``."""
-    areas = np.asarray([p.area for p in polygons], dtype=np.float64) * pixel_area_m2
+    """The attribute table: ``id``, ``area_m2``, ``mean_prob``, ``max_prob``, ``mean_slope_deg``.
+
+    ``area_m2`` is the ground area the strips accumulated (:meth:`ZonalStats.add` with pixel
+    areas), else the polygon's pixel count times a constant ``pixel_area_m2``.
+    """
+    if stats.has_areas:
+        areas = stats.area_m2[1:].copy()
+    elif pixel_area_m2 is not None:
+        areas = np.asarray([p.area for p in polygons], dtype=np.float64) * pixel_area_m2
+    else:
+        raise ValueError("no ground areas: give pixel areas to ZonalStats.add or a pixel_area_m2")
     return {
         "id": np.arange(1, len(polygons) + 1, dtype=np.int64),
         "area_m2": areas,

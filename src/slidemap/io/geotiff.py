@@ -12,7 +12,8 @@ temporary name and renamed when complete (:class:`GeoTiffWriter`).
 from __future__ import annotations
 
 import contextlib
-import math
+import errno
+import logging
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -33,7 +34,9 @@ from rasterio.windows import Window
 
 from slidemap.bands import Band, BandSet
 from slidemap.errors import InputError
+from slidemap.io.areas import GroundAreas, ground_pixel_size_m
 from slidemap.io.atomic import atomic_path
+from slidemap.io.resources import array_bytes, check_allocation
 
 #: Block size of written GeoTIFFs (pixels); must be a multiple of 16.
 BLOCK_PX = 256
@@ -78,21 +81,20 @@ class RasterInfo:
 
     @property
     def pixel_size_m(self) -> tuple[float, float]:
-        """``(x, y)`` pixel size in metres; for a geographic CRS, at the raster's centre."""
-        res_x, res_y = abs(self.transform.a), abs(self.transform.e)
-        if self.crs.is_geographic:
-            centre_lat = (self.transform @ (self.width / 2, self.height / 2))[1]
-            metres_per_degree = 111_320.0
-            return (res_x * metres_per_degree * math.cos(math.radians(centre_lat)),
-                    res_y * metres_per_degree)
-        factor = self.crs.linear_units_factor[1] if self.crs.linear_units_factor else 1.0
-        return res_x * factor, res_y * factor
+        """``(x, y)`` ground distance between neighbouring pixel centres at the raster's
+        centre, m: geodesic on the ellipsoid, so right in degrees, feet, Web Mercator at any
+        latitude and rotated or sheared grids (:func:`slidemap.io.areas.ground_pixel_size_m`)."""
+        return ground_pixel_size_m(self.crs, self.transform, self.width, self.height)
+
+    def ground_areas(self) -> GroundAreas:
+        """Ground area of any pixel of this grid, m² (:class:`slidemap.io.areas.GroundAreas`)."""
+        return GroundAreas(self.crs, self.transform, self.width, self.height)
 
     @property
     def pixel_area_m2(self) -> float:
-        """Area of one pixel, m²."""
-        size_x, size_y = self.pixel_size_m
-        return size_x * size_y
+        """Ground area of the centre pixel, m² (pixel areas vary over a raster: use
+        :meth:`ground_areas` to measure anything larger than one landslide)."""
+        return self.ground_areas().centre_pixel_area_m2
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -150,13 +152,17 @@ def inspect_raster(path: str | Path, *, min_bands: int = 1) -> RasterInfo:
             raise InputError("raster has no geotransform (pixel → map coordinates)", path)
         if ds.count < min_bands:
             raise InputError(f"raster has {ds.count} band(s); at least {min_bands} needed", path)
-        unsupported = sorted({d for d in ds.dtypes if np.dtype(d).kind not in "biuf"})
+        unsupported = sorted({d for d in ds.dtypes if not _is_real_dtype(d)})
         if unsupported:
             raise InputError(
                 f"raster has {', '.join(unsupported)} pixels; expected real numbers "
                 "(integer or floating-point bands)",
                 path,
             )
+        # GDAL decompresses whole blocks: a header may declare one larger than memory
+        rows, cols = max(ds.block_shapes, key=lambda shape: shape[0] * shape[1])
+        itemsize = max(np.dtype(d).itemsize for d in ds.dtypes)
+        check_allocation(array_bytes((rows, cols), itemsize), f"a {rows}×{cols} px block", path)
         return RasterInfo(
             path=path,
             crs=ds.crs,
@@ -169,6 +175,15 @@ def inspect_raster(path: str | Path, *, min_bands: int = 1) -> RasterInfo:
             descriptions=tuple(d or "" for d in ds.descriptions),
             scales=tuple(float(s) if s else 1.0 for s in ds.scales),
         )
+
+
+def _is_real_dtype(name: str) -> bool:
+    """Whether a rasterio dtype name is a real number type (GDAL's complex types, e.g.
+    ``complex_int16``, have no numpy equivalent and are not)."""
+    try:
+        return np.dtype(name).kind in "biuf"
+    except TypeError:
+        return False
 
 
 _MAPPING_ITEM = re.compile(r"^\s*([^=\s]+)\s*=\s*(\d+)\s*$")
@@ -389,9 +404,50 @@ def output_profile(
     return profile
 
 
+class _GdalFailures(logging.Handler):
+    """Collects the errors GDAL signals without failing the call (rasterio logs them)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith(_GDAL_SIGNALLED):
+            self.messages.append(message)
+
+
+#: how rasterio logs an error GDAL signalled through its error handler (``rasterio._env``).
+_GDAL_SIGNALLED = "GDAL signalled an error"
+
+
+@contextlib.contextmanager
+def gdal_failures_raised() -> Iterator[None]:
+    """Raise :class:`OSError` when GDAL signals an error inside the block and returns anyway.
+
+    GDAL's GeoTIFF driver may only *report* a failed write (``_tiffWriteProc: No space
+    left on device`` while flushing its cache on close) and let the call succeed, leaving a
+    truncated file; wrap every call that writes an output in this.
+    """
+    logger = logging.getLogger("rasterio._env")
+    handler = _GdalFailures()
+    level = logger.level
+    logger.addHandler(handler)
+    if not logger.isEnabledFor(logging.INFO):
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    if handler.messages:
+        raise OSError(errno.EIO, "GDAL could not write: " + handler.messages[0].split("msg=", 1)[-1])
+
+
 class GeoTiffWriter:
     """Write a single-band GeoTIFF block by block; it appears under its name only when closed
-    without error (atomic: temporary name in the same folder, then rename).
+    without error (atomic: temporary name in the same folder, then rename). An error GDAL
+    only signals (a full disk while flushing) fails the write like one it raises.
 
     Example::
 
@@ -412,9 +468,17 @@ class GeoTiffWriter:
     def __enter__(self) -> GeoTiffWriter:
         self._atomic = atomic_path(self.path)
         tmp = self._atomic.__enter__()
-        self._dataset = rasterio.open(tmp, "w", **self._profile)
-        if self._description:
-            self._dataset.set_band_description(1, self._description)
+        try:
+            with gdal_failures_raised():
+                self._dataset = rasterio.open(tmp, "w", **self._profile)
+                if self._description:
+                    self._dataset.set_band_description(1, self._description)
+        except BaseException as exc:
+            if self._dataset is not None:
+                with contextlib.suppress(Exception):
+                    self._dataset.close()
+            self._atomic.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         return self
 
     def write(self, block: np.ndarray, row_off: int, col_off: int = 0) -> None:
@@ -422,14 +486,23 @@ class GeoTiffWriter:
         assert self._dataset is not None, "use GeoTiffWriter as a context manager"
         height, width = block.shape
         window = Window(col_off, row_off, width, height)
-        self._dataset.write(block.astype(self._profile["dtype"], copy=False), 1, window=window)
+        with gdal_failures_raised():
+            self._dataset.write(block.astype(self._profile["dtype"], copy=False), 1, window=window)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         assert self._dataset is not None and self._atomic is not None
-        self._dataset.close()
+        try:
+            with gdal_failures_raised():
+                self._dataset.close()
+        except BaseException as close_error:
+            if exc_type is None:  # the close failed (a full disk): the file is incomplete
+                exc_type, exc, tb = type(close_error), close_error, close_error.__traceback__
+                if not self._atomic.__exit__(exc_type, exc, tb):
+                    raise
+                return
         self._atomic.__exit__(exc_type, exc, tb)
 
 

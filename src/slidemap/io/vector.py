@@ -8,6 +8,7 @@ the same in both files (areas are computed before reprojection, in m²).
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyogrio
 import shapely
+from pyogrio.errors import DataLayerError, DataSourceError
 from rasterio.crs import CRS
 from rasterio.warp import transform_geom
 from shapely.geometry import shape
@@ -63,17 +65,20 @@ def write_polygons(
     wkb[:] = [shapely.to_wkb(g) for g in geoms]
     options: dict[str, Any] = {"layer": layer} if not geojson else {"layer_options": {"RFC7946": "YES"}}
     with atomic_path(path) as tmp:
-        pyogrio.raw.write(
-            tmp,
-            geometry=wkb,
-            field_data=list(fields.values()),
-            fields=list(fields),
-            crs=out_crs,
-            geometry_type="Polygon" if all(g.geom_type == "Polygon" for g in geoms) else "MultiPolygon",
-            driver=driver,
-            encoding="UTF-8",
-            **options,
-        )
+        try:
+            pyogrio.raw.write(
+                tmp,
+                geometry=wkb,
+                field_data=list(fields.values()),
+                fields=list(fields),
+                crs=out_crs,
+                geometry_type="Polygon" if all(g.geom_type == "Polygon" for g in geoms) else "MultiPolygon",
+                driver=driver,
+                encoding="UTF-8",
+                **options,
+            )
+        except (DataSourceError, DataLayerError) as exc:  # a full disk, a read-only folder...
+            raise OSError(errno.EIO, " ".join(str(exc).split()) or type(exc).__name__) from None
     return path
 
 

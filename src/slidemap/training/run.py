@@ -39,7 +39,7 @@ from slidemap.data.l4s import read_mask
 from slidemap.data.normalization import ChannelStats
 from slidemap.errors import ConfigError
 from slidemap.features import InputPipeline
-from slidemap.io.atomic import clean_stale_temporaries
+from slidemap.io.outputs import holding
 from slidemap.io.checkpoint import checkpoint_meta, read_checkpoint
 from slidemap.training.callbacks import AtomicModelCheckpoint, EpochHistory, read_history
 from slidemap.training.losses import needs_class_counts
@@ -186,11 +186,24 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
         raise ConfigError(f"cannot resume: no {LAST} in the run folder", out_dir)
     if not resume and not overwrite and last.is_file():
         raise ConfigError(
-            f"run folder already holds {LAST}; pass --resume to continue it or choose another --out",
+            f"run folder already holds {LAST}; pass --resume to continue it, --overwrite to "
+            "start afresh, or choose another --out",
             out_dir,
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(out_dir)
+    # one run per folder; no input and no file slidemap did not write is replaced
+    with holding(out_dir, "train", overwrite=resume or overwrite) as folder:
+        folder.claim(RUN_OUTPUTS)
+        _fit(config, out_dir, resume)
+        return finish_run(out_dir, config, time.perf_counter() - started)
+
+
+#: files a run folder holds (see the module docstring).
+RUN_OUTPUTS: tuple[str, ...] = ("config.yaml", "stats.json", BEST, LAST, "metrics.csv", "curves.png")
+
+
+def _fit(config: ExperimentConfig, out_dir: Path, resume: bool) -> None:
+    """Statistics, task, callbacks and ``trainer.fit`` of :func:`train`."""
+    last = out_dir / LAST
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
 
     pipeline = build_pipeline(config)
@@ -231,7 +244,6 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
         trainer.fit(task, datamodule=datamodule, ckpt_path=last if resume else None,
                     weights_only=True)
-    return finish_run(out_dir, config, time.perf_counter() - started)
 
 
 def finish_run(out_dir: Path, config: ExperimentConfig, seconds: float) -> RunResult:
