@@ -111,7 +111,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _predict_scenes(args: argparse.Namespace, spec: EngineSpec, engine: Engine) -> None:
     """Check every scene (image, DEM, bands) before mapping any; then map each one as a set."""
-    from slidemap.inference.mapping import OUTPUT_NAMES, MappingOptions, predict_scene, validate_scene
+    from slidemap.inference.mapping import (
+        OUTPUT_NAMES,
+        MappingOptions,
+        predict_scene,
+        validate_scene,
+    )
     from slidemap.inference.scene import SceneSpec
     from slidemap.io.geotiff import parse_band_mapping
     from slidemap.io.outputs import OutputFolder

@@ -39,8 +39,8 @@ from slidemap.data.l4s import read_mask
 from slidemap.data.normalization import ChannelStats
 from slidemap.errors import ConfigError
 from slidemap.features import InputPipeline
-from slidemap.io.outputs import holding
 from slidemap.io.checkpoint import checkpoint_meta, read_checkpoint
+from slidemap.io.outputs import holding
 from slidemap.training.callbacks import AtomicModelCheckpoint, EpochHistory, read_history
 from slidemap.training.losses import needs_class_counts
 from slidemap.training.task import SegmentationTask
