@@ -26,6 +26,7 @@ Built-in sets: ``l4s14`` (Landslide4Sense: Sentinel-2 B1–B12 without B8A, slop
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -93,7 +94,14 @@ class BandSet:
         names = [b.name for b in self.bands]
         if len(set(names)) != len(names):
             raise BandSetError(f"band set {self.name!r} repeats a band name: {names}")
+        if not (math.isfinite(self.pixel_size_m) and self.pixel_size_m > 0):
+            raise BandSetError(f"band set {self.name!r}: pixel_size_m must be a positive number of "
+                               f"metres, got {self.pixel_size_m}")
         for i, band in enumerate(self.bands):
+            if not (math.isfinite(band.physical_per_unit) and band.physical_per_unit > 0):
+                raise BandSetError(
+                    f"band set {self.name!r}: band {band.name!r} has physical_per_unit "
+                    f"{band.physical_per_unit}; it must be a finite positive scale")
             if band.role not in KNOWN_ROLES:
                 raise BandSetError(
                     f"band set {self.name!r}: band {band.name!r} has unknown role {band.role!r}; "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -32,6 +33,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from slidemap.errors import ConfigError
+from slidemap.io.yamlsafe import load_yaml, read_yaml_file
 
 #: The paper's seven auxiliary features (§2.4), in the order of its Fig. 2.
 PAPER_FEATURES: tuple[str, ...] = ("ndvi", "ndmi", "gndvi", "bsi", "brightness", "slope", "elevation")
@@ -414,12 +416,99 @@ def _check_names(config: ExperimentConfig, source: str) -> None:
         "optim.lr": config.optim.lr,
     }
     for key, value in positive.items():
-        if value <= 0:
+        if not value > 0:  # NaN too
             raise ConfigError(f"{key!r} must be positive, got {value}", source)
     for key, value in {"data.num_workers": config.data.num_workers,
                        "trainer.patience": config.trainer.patience}.items():
         if value < 0:
             raise ConfigError(f"{key!r} must be >= 0, got {value}", source)
+    check_training_values(config, source)
+
+
+#: Lightning's precision names (``Trainer(precision=...)``).
+PRECISIONS: tuple[str, ...] = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true",
+                               "bf16-true", "64", "32", "16", "bf16")
+#: accelerator names, and how to tell whether this machine has one.
+ACCELERATORS: tuple[str, ...] = ("auto", "cpu", "gpu", "cuda", "mps")
+#: largest seed numpy and Lightning accept.
+MAX_SEED = 2**32 - 1
+
+
+def check_training_values(config: ExperimentConfig, source: str | Path) -> None:
+    """Values torch or Lightning would reject (or silently misuse) once training starts,
+    refused when the config is loaded: non-finite or negative rates, a seed out of range,
+    an accelerator this machine lacks, zero devices, unknown precision or strategy,
+    batch limits Lightning refuses."""
+    optim, schedule, trainer, data = config.optim, config.schedule, config.trainer, config.data
+    finite_at_least = {
+        "optim.weight_decay": (optim.weight_decay, 0.0),
+        "schedule.min_lr": (schedule.min_lr, 0.0),
+        **{f"loss[{i}].weight": (term.weight, 0.0) for i, term in enumerate(config.loss)},
+    }
+    for key, (value, low) in finite_at_least.items():
+        if not (math.isfinite(value) and value >= low):
+            raise ConfigError(f"{key!r} must be a finite number >= {low:g}, got {value}", source)
+    if not math.isfinite(optim.lr):
+        raise ConfigError(f"'optim.lr' must be a finite positive number, got {optim.lr}", source)
+    if not 0.0 < schedule.factor < 1.0:
+        raise ConfigError(f"'schedule.factor' must lie in (0, 1), got {schedule.factor}", source)
+    if schedule.patience < 0:
+        raise ConfigError(f"'schedule.patience' must be >= 0, got {schedule.patience}", source)
+    if data.pixel_size_m is not None and not (math.isfinite(data.pixel_size_m) and data.pixel_size_m > 0):
+        raise ConfigError(f"'data.pixel_size_m' must be a positive number of metres, got "
+                          f"{data.pixel_size_m}", source)
+    if not 0 <= trainer.seed <= MAX_SEED:
+        raise ConfigError(f"'trainer.seed' must lie in [0, {MAX_SEED}], got {trainer.seed}", source)
+    if trainer.precision not in PRECISIONS:
+        raise ConfigError(f"'trainer.precision' {trainer.precision!r} is not one of "
+                          f"{', '.join(PRECISIONS)}", source)
+    for key in ("limit_train_batches", "limit_val_batches"):
+        value = getattr(trainer, key)
+        good = (0.0 < value <= 1.0) if isinstance(value, float) else value >= 1
+        if not good:
+            raise ConfigError(f"'trainer.{key}' must be a count >= 1 or a fraction in (0, 1], got "
+                              f"{value}", source)
+    _check_devices(trainer, source)
+
+
+def _check_devices(trainer: TrainerConfig, source: str | Path) -> None:
+    """Accelerator present, devices a positive count, a non-empty list or ``auto``, and a
+    strategy Lightning knows."""
+    accelerator = trainer.accelerator.lower()
+    if accelerator not in ACCELERATORS:
+        raise ConfigError(f"'trainer.accelerator' {trainer.accelerator!r} is not one of "
+                          f"{', '.join(ACCELERATORS)}", source)
+    devices = trainer.devices
+    if isinstance(devices, str) and devices != "auto":
+        if not devices.strip().lstrip("-").isdigit():
+            raise ConfigError(f"'trainer.devices' must be a count, a list of indices or 'auto', "
+                              f"got {devices!r}", source)
+        devices = int(devices)
+    if isinstance(devices, int) and (devices == 0 or devices < -1):
+        raise ConfigError(f"'trainer.devices' must be >= 1 (or -1: all), got {devices}", source)
+    if isinstance(devices, list) and (not devices or any(d < 0 for d in devices)
+                                      or len(set(devices)) != len(devices)):
+        raise ConfigError(f"'trainer.devices' must list distinct device indices >= 0, got "
+                          f"{devices}", source)
+    import torch
+
+    if accelerator in ("gpu", "cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"'trainer.accelerator: {trainer.accelerator}' but this machine "
+                              "has no CUDA GPU; use accelerator: auto or cpu", source)
+        wanted = max(devices) + 1 if isinstance(devices, list) else devices
+        if isinstance(wanted, int) and wanted > count:
+            raise ConfigError(f"'trainer.devices: {trainer.devices}' but this machine has {count} "
+                              "GPU(s)", source)
+    if accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("'trainer.accelerator: mps' but this machine has no Apple GPU", source)
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    strategies = ["auto", *StrategyRegistry.available_strategies()]
+    if trainer.strategy not in strategies:
+        raise ConfigError(f"'trainer.strategy' {trainer.strategy!r} is not a Lightning strategy"
+                          f"{_close_matches(trainer.strategy, strategies)}", source)
 
 
 def _check_band_set(data: DataConfig, source: str) -> None:
@@ -477,9 +566,9 @@ def parse_override(text: str, source: str | Path | None = None) -> tuple[list[st
     if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
         raise ConfigError(f"override {text!r} is not of the form dotted.key=value", source)
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})", source) from None
+        parsed = load_yaml(value) if value.strip() else None
+    except ConfigError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc.problem})", source) from None
     return key.strip().split("."), parsed
 
 
@@ -520,16 +609,9 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], source: str |
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("config file does not exist", path) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file ({exc.strerror})", path) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {' '.join(str(exc).split())}", path) from None
+    if not path.exists():
+        raise ConfigError("config file does not exist", path)
+    raw = read_yaml_file(path)  # UTF-8, no repeated keys, bounded aliases
     if raw is None:
         raise ConfigError("config file is empty; expected a mapping of settings (start from configs/demo.yaml)", path)
     if not isinstance(raw, dict):

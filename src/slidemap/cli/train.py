@@ -41,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
     with OutputFolder(out, "train", [config_file], overwrite=args.resume or args.overwrite):
         try:
             result = train(config, out, resume=args.resume, overwrite=args.overwrite)
-        except Interrupted as exc:  # last.ckpt was saved: say how to go on
+        except Interrupted as exc:  # say how to go on from last.ckpt
+            if not (out / "last.ckpt").is_file():
+                raise
             again = f"slidemap train --config {args.config} --out {out} --resume"
             raise Interrupted(exc.signum, f"{exc.note}; continue with: {again}") from None
     last = result.history[-1] if result.history else {}

@@ -57,15 +57,20 @@ class EpochSampler(Sampler[tuple[int, int]]):
         n_items: dataset length.
         seed: the run's seed.
         shuffle: a fresh permutation per epoch (``False``: index order).
+        resume_at: ``(epoch, items)``: the first pass over ``epoch`` skips the ``items``
+            first keys, which a run interrupted mid-epoch had trained on already (its
+            checkpoint says how many), so the resumed epoch sees exactly the remaining batches.
     """
 
-    def __init__(self, n_items: int, seed: int, shuffle: bool = True) -> None:
+    def __init__(self, n_items: int, seed: int, shuffle: bool = True,
+                 resume_at: tuple[int, int] | None = None) -> None:
         self.n_items = int(n_items)
         self.seed = int(seed)
         self.shuffle = shuffle
         self.epoch = 0
         self._iterated = False
         self._epoch_given = False
+        self._resume_at = resume_at
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -82,6 +87,9 @@ class EpochSampler(Sampler[tuple[int, int]]):
         self._iterated, self._epoch_given = True, False
         order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.n_items)
                  if self.shuffle else np.arange(self.n_items))
+        if self._resume_at is not None and self._resume_at[0] == self.epoch:
+            order = order[self._resume_at[1]:]
+            self._resume_at = None  # once: the next pass over any epoch is whole
         return iter([(int(index), self.epoch) for index in order])
 
 
@@ -191,6 +199,8 @@ class L4SDataModule(L.LightningDataModule):
             (any layout :func:`~slidemap.data.l4s.find_patches` reads).
         seed: seeds shuffling and augmentation; same seed, same batches.
         pin_memory: DataLoader ``pin_memory`` (useful with a GPU).
+        resume_at: ``(epoch, patches)`` already trained on in an epoch a resumed run
+            continues mid-way (see :class:`EpochSampler`).
 
     ``predict_dataloader`` serves the test split without requiring masks.
     """
@@ -213,8 +223,10 @@ class L4SDataModule(L.LightningDataModule):
         test_path: str | Path | None = None,
         seed: int = 0,
         pin_memory: bool = False,
+        resume_at: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
+        self.resume_at = resume_at
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if num_workers < 0:
@@ -313,7 +325,8 @@ class L4SDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochSampler(len(dataset), self.seed, shuffle=True) if shuffle else None,
+            sampler=(EpochSampler(len(dataset), self.seed, shuffle=True, resume_at=self.resume_at)
+                     if shuffle else None),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,

@@ -32,6 +32,7 @@ from typing import Any
 import lightning as L
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from slidemap.config import ExperimentConfig, resolve_data_path, save_config
 from slidemap.data.datamodule import L4SDataModule
@@ -42,8 +43,9 @@ from slidemap.features import InputPipeline
 from slidemap.io.checkpoint import checkpoint_meta, read_checkpoint
 from slidemap.io.outputs import holding
 from slidemap.training.callbacks import AtomicModelCheckpoint, EpochHistory, read_history
+from slidemap.training.interrupt import GracefulStop, TrainingStopped
 from slidemap.training.losses import needs_class_counts
-from slidemap.training.task import SegmentationTask
+from slidemap.training.task import SegmentationTask, mid_epoch_progress
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +84,12 @@ def build_pipeline(config: ExperimentConfig) -> InputPipeline:
 
 
 def build_datamodule(
-    config: ExperimentConfig, pipeline: InputPipeline, stats: ChannelStats | None = None
+    config: ExperimentConfig, pipeline: InputPipeline, stats: ChannelStats | None = None,
+    resume_at: tuple[int, int] | None = None,
 ) -> L4SDataModule:
     """The DataModule of ``config.data``; :class:`ConfigError` when no data is named.
+
+    ``resume_at``: ``(epoch, patches)`` an interrupted run trained on in the epoch it resumes.
 
     Relative data paths are found by :func:`~slidemap.config.resolve_data_path`.
     """
@@ -98,7 +103,7 @@ def build_datamodule(
     return L4SDataModule(
         root, pipeline, batch_size=data.batch_size, num_workers=data.num_workers,
         augment=data.augment, stats=stats, cache=data.cache, train_path=train_path,
-        val_path=val_path, test_path=test_path, seed=config.trainer.seed,
+        val_path=val_path, test_path=test_path, seed=config.trainer.seed, resume_at=resume_at,
     )
 
 
@@ -208,9 +213,15 @@ def _fit(config: ExperimentConfig, out_dir: Path, resume: bool) -> None:
 
     pipeline = build_pipeline(config)
     stats = None
+    resume_at = None
     if resume:  # same statistics as the interrupted run, whatever the data folder holds now
-        stats = ChannelStats.from_dict(checkpoint_meta(read_checkpoint(last), last)["normalization"])
-    datamodule = build_datamodule(config, pipeline, stats)
+        checkpoint = read_checkpoint(last)
+        stats = ChannelStats.from_dict(checkpoint_meta(checkpoint, last)["normalization"])
+        progress = mid_epoch_progress(checkpoint)
+        if progress is not None:  # interrupted mid-epoch: skip the patches it trained on
+            resume_at = (int(progress["epoch"]), int(progress["batches_done"]) * config.data.batch_size)
+        del checkpoint
+    datamodule = build_datamodule(config, pipeline, stats, resume_at)
     datamodule.setup("fit")
     stats = datamodule.stats
     assert stats is not None  # setup computed them
@@ -237,13 +248,23 @@ def _fit(config: ExperimentConfig, out_dir: Path, resume: bool) -> None:
     if config.trainer.patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.trainer.patience,
                                        check_on_train_epoch_end=True))
+    stop = GracefulStop(last)  # SIGINT/SIGTERM: save last.ckpt at the next safe point, then stop
+    callbacks.append(stop)
     trainer = build_trainer(config, out_dir, callbacks)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), stop.catching_signals():
         # a CPU run with few batches is intended here, not a performance problem
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
-        trainer.fit(task, datamodule=datamodule, ckpt_path=last if resume else None,
-                    weights_only=True)
+        warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before.*")
+        try:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=last if resume else None,
+                        weights_only=True)
+        except (TrainingStopped, SIGTERMException):  # Lightning stops on SIGTERM by itself too
+            raise stop.interrupted() from None
+        except SystemExit:  # Lightning's exit after a KeyboardInterrupt (a second signal)
+            if stop.signum is None:
+                raise
+            raise stop.interrupted() from None
 
 
 def finish_run(out_dir: Path, config: ExperimentConfig, seconds: float) -> RunResult:

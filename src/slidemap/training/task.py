@@ -67,6 +67,16 @@ class EpochAccumulator:
     def empty(self) -> bool:
         return int(self.batches) == 0
 
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors only (a ``weights_only`` checkpoint can hold them)."""
+        return {"loss_sum": self.loss_sum.detach().cpu().clone(),
+                "batches": self.batches.detach().cpu().clone(), "curves": self.curves.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss_sum = torch.as_tensor(state["loss_sum"], dtype=torch.float64)
+        self.batches = torch.as_tensor(state["batches"], dtype=torch.int64)
+        self.curves.load_state_dict(state["curves"])
+
     def reduce(self, strategy: Any) -> None:
         """Sum over DDP processes (a no-op on one process)."""
         self.loss_sum = strategy.reduce(self.loss_sum, reduce_op="sum")
@@ -119,6 +129,9 @@ class SegmentationTask(L.LightningModule):
         self._fixed_threshold = fixed
         self._epochs = {"train": EpochAccumulator(), "val": EpochAccumulator()}
         self.last_epoch_record: dict[str, float] | None = None
+        #: set while a checkpoint is saved in the middle of an epoch (training interrupted):
+        #: it then records the epoch's training sums, for an exact resume.
+        self.mid_epoch_save = False
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 1, H, W)`` of normalised input ``(B, C, H, W)``."""
@@ -218,8 +231,27 @@ class SegmentationTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[SECTION] = self.slidemap_section()
+        train = self._epochs["train"]
+        checkpoint[PROGRESS] = {"epoch": int(self.current_epoch), "mid_epoch": bool(self.mid_epoch_save),
+                                "batches_done": int(train.batches), "train": train.state_dict()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         section = checkpoint.get(SECTION) or {}
         if self._fixed_threshold is None and "threshold" in section:
             self.threshold = float(section["threshold"])
+        progress = mid_epoch_progress(checkpoint)
+        if progress is not None:  # Lightning resumes mid-epoch without on_train_epoch_start
+            self._epochs["train"].load_state_dict(progress["train"])
+
+
+#: checkpoint key of the training progress inside an epoch (see :func:`mid_epoch_progress`).
+PROGRESS = "slidemap_progress"
+
+
+def mid_epoch_progress(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """``{"epoch", "batches_done", "train"}`` of a checkpoint saved in the middle of an
+    epoch (an interrupted run), else ``None`` (an epoch-end checkpoint)."""
+    progress = checkpoint.get(PROGRESS)
+    if isinstance(progress, dict) and progress.get("mid_epoch") is True:
+        return progress
+    return None
