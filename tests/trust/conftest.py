@@ -14,7 +14,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -289,3 +289,52 @@ def temporaries(folder: Path) -> list[Path]:
 
 def band_count(band_set: str) -> int:
     return len(get_band_set(band_set))
+
+
+# ------------------------------------------------------------ small disks, read-only folders
+def _mount(point: Path, options: str) -> None:
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """``small_disk(kib) -> folder`` on a tmpfs of that size (a disk that fills up);
+    skipped when not root; unmounted at teardown."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mounted: list[Path] = []
+
+    def make(kib: int) -> Path:
+        point = tmp_path / f"disk{len(mounted)}"
+        point.mkdir()
+        _mount(point, f"size={kib}k")
+        mounted.append(point)
+        return point
+
+    yield make
+    for point in reversed(mounted):
+        subprocess.run(["umount", "-l", str(point)], capture_output=True, check=False)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """An existing, empty folder nobody can write into: a read-only tmpfs as root (root
+    ignores permissions), mode 0555 otherwise."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        _mount(folder, "size=64k")
+        proc = subprocess.run(["mount", "-o", "remount,ro", str(folder)], capture_output=True,
+                              text=True, check=False)
+        if proc.returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+            pytest.skip(f"cannot remount read-only: {proc.stderr.strip()}")
+        yield folder
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
+    else:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from slidemap.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
-    from slidemap.inference.engine import Engine, EngineSpec
+    from slidemap.inference.engine import EngineSpec
     from slidemap.inference.postprocess import PostprocessConfig
 
 HELP = "map landslides in GeoTIFF scenes (with a DEM) or Landslide4Sense .h5 patches"
@@ -44,6 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run windows on a local Dask cluster of N worker processes")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="run windows on an existing Dask scheduler, e.g. tcp://host:8786")
+    parser.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="S",
+                        help="seconds to wait for --scheduler before giving up (default: 10)")
     parser.add_argument("--engine", choices=("torch", "onnx"), default="onnx",
                         help="inference runtime (default: onnx, a checkpoint is exported in memory "
                              "first; 1.3-1.8x the speed of torch on a 512 px window on a CPU, the same "
@@ -94,23 +96,23 @@ def run(args: argparse.Namespace) -> int:
     if len(kinds) > 1:
         raise InputError("mixes GeoTIFF scenes and .h5 patches; predict them in separate runs", args.inputs[0])
     spec = EngineSpec(args.checkpoint, args.engine)
-    engine = load_engine(spec)
     if kinds == {True}:
         refs = patch_refs(args.inputs, args.split)
         inputs = [args.checkpoint, *(p for ref in refs for p in (ref.image, ref.mask))]
         with OutputFolder(args.out, "predict", inputs, args.overwrite) as folder:
-            folder.claim(output_names(refs))
-            summary = predict_patches(engine, refs, args.out, threshold=args.threshold,
+            folder.claim(output_names(refs))  # refused before the model is even loaded
+            summary = predict_patches(load_engine(spec), refs, args.out, threshold=args.threshold,
                                       postprocess=None if args.no_postprocess else _postprocess(args),
                                       overwrite=args.overwrite)
         print(f"{summary['count']} patches -> {args.out} ({summary['seconds']:.1f} s)")
         return 0
-    _predict_scenes(args, spec, engine)
+    _predict_scenes(args, spec)
     return 0
 
 
-def _predict_scenes(args: argparse.Namespace, spec: EngineSpec, engine: Engine) -> None:
+def _predict_scenes(args: argparse.Namespace, spec: EngineSpec) -> None:
     """Check every scene (image, DEM, bands) before mapping any; then map each one as a set."""
+    from slidemap.inference.engine import load_engine
     from slidemap.inference.mapping import (
         OUTPUT_NAMES,
         MappingOptions,
@@ -125,17 +127,19 @@ def _predict_scenes(args: argparse.Namespace, spec: EngineSpec, engine: Engine) 
     options = MappingOptions(
         window=args.window, overlap=args.overlap, threshold=args.threshold,
         postprocess=_postprocess(args), workers=args.workers, scheduler=args.scheduler,
+        scheduler_timeout_s=args.scheduler_timeout,
     )
     names = [p.stem for p in args.inputs]
     if len(set(names)) != len(names):
         raise InputError("two scenes share a file name; outputs would clash (map them separately)")
     scenes = {image: SceneSpec(image, args.dem, mapping) for image in args.inputs}
-    for scene in scenes.values():
-        validate_scene(engine, scene, options)
     outs = {image: args.out if len(args.inputs) == 1 else args.out / image.stem for image in scenes}
     inputs = [args.checkpoint, args.dem, *args.inputs]
     with OutputFolder(args.out, "predict", inputs, args.overwrite) as folder:
         folder.claim(out / name for out in outs.values() for name in OUTPUT_NAMES.values())
+        engine = load_engine(spec)
+        for scene in scenes.values():
+            validate_scene(engine, scene, options)
         for image, scene in scenes.items():
             summary = predict_scene(spec, scene, outs[image], options, checkpoint=args.checkpoint)
             print(f"{image}: {summary['count']} landslides, {summary['total_area_m2']:.0f} m² "

@@ -18,6 +18,7 @@ Every file is written atomically and carries the input's CRS and transform.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -100,6 +101,7 @@ class MappingOptions:
         workers: Dask workers on a local cluster (0 = in this process).
         scheduler: address of an existing Dask scheduler (overrides ``workers``).
         dask_processes: local Dask workers are processes (``False``: threads, for tests).
+        scheduler_timeout_s: seconds to wait for ``scheduler`` before giving up.
     """
 
     window: int = DEFAULT_WINDOW_PX
@@ -109,8 +111,12 @@ class MappingOptions:
     workers: int = 0
     scheduler: str | None = None
     dask_processes: bool = True
+    scheduler_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.scheduler_timeout_s) and self.scheduler_timeout_s > 0):
+            raise ConfigError(f"scheduler timeout must be a positive number of seconds, got "
+                              f"{self.scheduler_timeout_s}")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"threshold must be in [0, 1], got {self.threshold}")
         if self.workers < 0:
@@ -161,7 +167,7 @@ def predict_probability(
 
             results = iter_windows_dask(
                 engine_source, scene, plan, workers=options.workers, scheduler=options.scheduler,
-                processes=options.dask_processes,
+                processes=options.dask_processes, scheduler_timeout_s=options.scheduler_timeout_s,
             )
         else:
             results = iter_windows_local(engine, reader, plan)

@@ -50,8 +50,9 @@ class OutputSink(Protocol):
         """Keep the finished ``tmp`` to rename onto ``final`` later; ``False``: rename now."""
         ...
 
-    def renamed(self, final: Path) -> None:
-        """``final`` now holds a file this process wrote."""
+    def will_rename(self, tmp: Path, final: Path) -> None:
+        """``tmp`` (finished) is about to be renamed onto ``final``: record it first, so a
+        failure to record leaves nothing under the final name."""
         ...
 
     def current(self, final: Path) -> Path:
@@ -146,30 +147,47 @@ def fsync_dir(folder: str | Path) -> None:
         os.close(fd)
 
 
-def describe_os_error(exc: BaseException) -> str:
-    """A short reason for an OS-level failure: ``No space left on device`` rather than a repr."""
+#: free bytes below which a failed write is reported as a full disk.
+FULL_DISK_BYTES = 1 << 20
+
+
+def describe_os_error(exc: BaseException, folder: str | Path | None = None) -> str:
+    """A short reason for an OS-level failure: ``No space left on device`` rather than a
+    library's vaguer "write failed" (``folder`` is checked for a full disk) or its repr."""
     if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+        reason = " ".join(str(exc.strerror).split())
+    else:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+    quoted = re.search(r"error message = '([^']+)'", reason)  # HDF5's long reports
+    if quoted:
+        reason = quoted.group(1)
+    if folder is not None and "space" not in reason.lower():
+        try:
+            st = os.statvfs(folder)
+        except (OSError, AttributeError):
+            return reason
+        if st.f_bavail * st.f_frsize < FULL_DISK_BYTES:
+            return f"No space left on device ({st.f_bavail * st.f_frsize} bytes free)"
+    return reason if len(reason) <= 200 else reason[:197] + "..."
 
 
 def commit_file(tmp: Path, final: Path) -> None:
-    """Rename the finished ``tmp`` onto ``final`` and tell the output folder about it."""
-    os.replace(tmp, final)
-    fsync_dir(final.parent)
+    """Rename the finished ``tmp`` onto ``final``, recorded first by the output folder."""
     sink = sink_for(final)
     if sink is not None:
-        sink.renamed(final)
+        sink.will_rename(tmp, final)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
 
 
 def make_parent(final: Path) -> None:
     """Create ``final``'s folder, or one :class:`OutputError` naming it."""
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise OutputError("cannot create the output folder: a file of that name exists",
-                          _existing_file_above(final.parent)) from None
+    except (FileExistsError, NotADirectoryError):
+        blocker = _existing_file_above(final.parent)
+        raise OutputError(f"is a file, so the output folder {final.parent} cannot be created",
+                          blocker) from None
     except OSError as exc:
         raise OutputError(f"cannot create the output folder ({describe_os_error(exc)})",
                           final.parent) from None
@@ -211,12 +229,12 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
                 raise FileNotFoundError(f"{tmp}: the writer produced no file for {final}")
             fsync_file(tmp)
         except OSError as exc:
-            raise OutputError(f"cannot write ({describe_os_error(exc)})", final) from None
+            raise OutputError(f"cannot write ({describe_os_error(exc, final.parent)})", final) from None
         if sink is None or not sink.stage(tmp, final):
             try:
                 commit_file(tmp, final)
             except OSError as exc:
-                raise OutputError(f"cannot write ({describe_os_error(exc)})", final) from None
+                raise OutputError(f"cannot write ({describe_os_error(exc, final.parent)})", final) from None
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()

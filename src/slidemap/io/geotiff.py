@@ -435,13 +435,20 @@ def gdal_failures_raised() -> Iterator[None]:
     logger.addHandler(handler)
     if not logger.isEnabledFor(logging.INFO):
         logger.setLevel(logging.INFO)
+    def failure() -> OSError:
+        return OSError(errno.EIO, "GDAL could not write: " + handler.messages[0].split("msg=", 1)[-1])
+
     try:
         yield
+    except (RasterioError, OSError):
+        if handler.messages:  # GDAL's own words say more than "Write failed"
+            raise failure() from None
+        raise
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
     if handler.messages:
-        raise OSError(errno.EIO, "GDAL could not write: " + handler.messages[0].split("msg=", 1)[-1])
+        raise failure()
 
 
 class GeoTiffWriter:

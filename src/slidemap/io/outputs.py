@@ -118,7 +118,11 @@ def written_by_slidemap(path: Path) -> bool:
     except OSError:
         return False
     entry = read_manifest(path.parent).get(path.name)
-    return entry is not None and all(entry.get(k) == v for k, v in _identity(st).items())
+    if entry is None:
+        return False
+    identity = _identity(st)
+    return any(isinstance(known, dict) and all(known.get(k) == v for k, v in identity.items())
+               for known in (entry, entry.get("previous")))
 
 
 # ----------------------------------------------------------------------------- locks
@@ -400,8 +404,8 @@ class OutputFolder:
         self._staged.append((tmp, final))
         return True
 
-    def renamed(self, final: Path) -> None:
-        self._record([Path(final)])
+    def will_rename(self, tmp: Path, final: Path) -> None:
+        self._record([(Path(tmp), Path(final))])
 
     # -- sets ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -439,12 +443,12 @@ class OutputFolder:
             try:
                 for _, final in staged:
                     self.check(final)
+                self._record(staged)  # before the renames: nothing appears unrecorded
                 for tmp, final in staged:
                     os.replace(tmp, final)
                     renamed.append(final)
                 for folder in dict.fromkeys(final.parent for final in renamed):
                     fsync_dir(folder)
-                self._record(renamed)
             except BaseException as exc:
                 for final in renamed:  # all or nothing
                     with contextlib.suppress(OSError):
@@ -461,27 +465,33 @@ class OutputFolder:
             with contextlib.suppress(OSError):
                 tmp.unlink()
 
-    def _record(self, finals: list[Path]) -> None:
-        """Add ``finals`` (just renamed by this process) to their folders' manifests."""
-        by_folder: dict[Path, list[Path]] = {}
-        for final in finals:
-            by_folder.setdefault(final.parent, []).append(final)
+    def _record(self, pairs: list[tuple[Path, Path]]) -> None:
+        """Enter each finished temporary in the manifest of its final name's folder, under
+        the final name (a rename keeps inode, size and modification time). The identity of
+        the file it replaces is kept as ``previous``, so a run killed between this and the
+        rename still recognises the old file as slidemap's."""
+        by_folder: dict[Path, list[tuple[Path, Path]]] = {}
+        for tmp, final in pairs:
+            by_folder.setdefault(final.parent, []).append((tmp, final))
         for folder, files in by_folder.items():
             entries = read_manifest(folder)
-            for final in files:
+            for tmp, final in files:
                 self._written.add(final)
                 try:
-                    st = os.lstat(final)
+                    st = os.lstat(tmp)
                 except OSError:
                     continue
-                entries[final.name] = {**_identity(st), "command": self.command,
-                                       "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                entry: dict[str, Any] = {**_identity(st), "command": self.command,
+                                         "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                old = entries.get(final.name)
+                if old is not None:
+                    entry["previous"] = {k: old.get(k) for k in ("ino", "size", "mtime_ns")}
+                entries[final.name] = entry
             try:
                 _write_manifest(folder, entries)
             except OSError as exc:
-                raise OutputError(f"cannot record the outputs ({describe_os_error(exc)})",
+                raise OutputError(f"cannot record the outputs ({describe_os_error(exc, folder)})",
                                   folder / MANIFEST) from None
-
 
 def is_temporary(path: Path) -> bool:
     """Whether ``path`` is a temporary of an atomic write."""
