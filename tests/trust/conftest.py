@@ -338,3 +338,46 @@ def read_only_folder(tmp_path: Path) -> Iterator[Path]:
         folder.chmod(0o555)
         yield folder
         folder.chmod(0o755)
+
+
+# ------------------------------------------------------------------ exact resume
+RESUME_EPOCHS = 3
+#: a tiny run whose resume, after any interruption, must end bit-identical.
+RESUME_CONFIG: dict[str, Any] = {
+    "name": "resume",
+    "data": {"band_set": "l4s14", "features": ["ndvi", "slope"], "batch_size": 2, "augment": True},
+    "model": {"name": "unet", "options": {"base_channels": 8, "depth": 2}},
+    "optim": {"name": "adam", "lr": 0.01},
+    "schedule": {"name": "cosine", "min_lr": 0.001},
+    "trainer": {"max_epochs": RESUME_EPOCHS, "accelerator": "cpu", "devices": 1, "patience": 0,
+                "deterministic": True, "seed": 3, "progress": False},
+}
+
+
+@pytest.fixture(scope="session")
+def resume_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """``(config, data, reference run)``: :data:`RESUME_CONFIG` trained once, uninterrupted,
+    in a child process (one thread), shared by every resume test of the session."""
+    import yaml
+
+    root = tmp_path_factory.mktemp("resume")
+    data = make_split_folder(root / "data", n=12, size=32)
+    config = root / "cfg.yaml"
+    config.write_text(yaml.safe_dump(RESUME_CONFIG))
+    reference = root / "reference"
+    done = run_cli_subprocess(["train", "--config", config, "--data", data, "--out", reference])
+    assert done.code == 0, done.err
+    return config, data, reference
+
+
+def last_weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+
+
+def assert_same_run(reference: Path, resumed: Path) -> None:
+    """Same ``metrics.csv`` and bit-identical weights in ``last.ckpt``."""
+    assert (resumed / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()
+    expected, got = last_weights(reference), last_weights(resumed)
+    assert expected.keys() == got.keys()
+    different = [k for k in expected if not torch.equal(expected[k], got[k])]
+    assert different == [], f"weights differ after resume: {different[:5]}"

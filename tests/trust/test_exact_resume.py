@@ -6,50 +6,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
-import yaml
 
 from tests.trust.conftest import (
-    make_split_folder,
+    RESUME_EPOCHS,
+    assert_same_run,
     run_cli_subprocess,
     sigkill,
     start_cli,
     wait_for,
 )
 
-EPOCHS = 3
-CONFIG = {
-    "name": "resume",
-    "data": {"band_set": "l4s14", "features": ["ndvi", "slope"], "batch_size": 2, "augment": True},
-    "model": {"name": "unet", "options": {"base_channels": 8, "depth": 2}},
-    "optim": {"name": "adam", "lr": 0.01},
-    "schedule": {"name": "cosine", "min_lr": 0.001},
-    "trainer": {"max_epochs": EPOCHS, "accelerator": "cpu", "devices": 1, "patience": 0,
-                "deterministic": True, "seed": 3, "progress": False},
-}
+EPOCHS = RESUME_EPOCHS
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("resume")
-    data = make_split_folder(root / "data", n=12, size=32)
-    config = root / "cfg.yaml"
-    config.write_text(yaml.safe_dump(CONFIG))
-    return config, data
-
-
-def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
-
-
-def test_resume_after_sigkill_matches_an_uninterrupted_run(setup: tuple[Path, Path], tmp_path: Path) -> None:
-    config, data = setup
-    reference, killed = tmp_path / "reference", tmp_path / "killed"
+def test_resume_after_sigkill_matches_an_uninterrupted_run(
+    resume_setup: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    config, data, reference = resume_setup
+    killed = tmp_path / "killed"
     argv = ["train", "--config", config, "--data", data]
-
-    done = run_cli_subprocess([*argv, "--out", reference])
-    assert done.code == 0, done.err
 
     proc = start_cli([*argv, "--out", killed])
     wait_for(lambda: (killed / "last.ckpt").is_file(), proc, timeout=120, what="the first last.ckpt")
@@ -59,9 +35,4 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(setup: tuple[Path, Pa
 
     resumed = run_cli_subprocess([*argv, "--out", killed, "--resume"])
     assert resumed.code == 0, resumed.err
-
-    assert (killed / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()
-    expected, got = _weights(reference), _weights(killed)
-    assert expected.keys() == got.keys()
-    different = [k for k in expected if not torch.equal(expected[k], got[k])]
-    assert different == [], f"weights differ after resume: {different[:5]}"
+    assert_same_run(reference, killed)

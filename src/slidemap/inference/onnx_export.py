@@ -23,7 +23,12 @@ import numpy as np
 from slidemap.errors import CheckpointError
 from slidemap.inference.engine import TorchEngine, engine_metadata
 from slidemap.io.atomic import write_bytes_atomic
-from slidemap.io.checkpoint import check_stored_values, model_file_kind, stored_part
+from slidemap.io.checkpoint import (
+    STORED_VALUE_CHECKS,
+    check_stored_values,
+    model_file_kind,
+    stored_part,
+)
 from slidemap.io.resources import array_bytes, check_allocation
 
 METADATA_KEY = "slidemap"
@@ -98,6 +103,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
     return write_bytes_atomic(out, export_bytes(engine, meta, checkpoint))
 
 
+#: the checks of a checkpoint's values, with the model named by a string.
+ONNX_VALUE_CHECKS = {**STORED_VALUE_CHECKS,
+                     "model": (lambda v: isinstance(v, str) and bool(v), "a model name")}
 #: keys the ``slidemap`` metadata of an exported model must hold.
 METADATA_KEYS: tuple[str, ...] = ("pipeline", "normalization", "threshold", "model", "size_multiple")
 
@@ -144,7 +152,7 @@ def onnx_metadata(custom: dict[str, str], source: str | Path | None) -> dict[str
     missing = [key for key in METADATA_KEYS if key not in meta]
     if missing:
         raise CheckpointError(f"the '{METADATA_KEY}' metadata lacks {', '.join(missing)}", source)
-    check_stored_values(meta, source, METADATA_KEY)
+    check_stored_values(meta, source, METADATA_KEY, ONNX_VALUE_CHECKS)
     return meta
 
 

@@ -194,8 +194,7 @@ STORED_VALUE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
                     f"an integer in [1, {MAX_IN_CHANNELS}]"),
     "size_multiple": (lambda v: _is_int(v) and 1 <= v <= MAX_SIZE_MULTIPLE,
                       f"an integer in [1, {MAX_SIZE_MULTIPLE}]"),
-    "model": (lambda v: _is_model_entry(v) or isinstance(v, str),
-              "a model name or {name: str, options: mapping}"),
+    "model": (_is_model_entry, "a mapping {name: str, options: mapping}"),
     "pipeline": (lambda v: isinstance(v, Mapping), "a mapping (the input pipeline)"),
     "normalization": (lambda v: isinstance(v, Mapping), "a mapping (normalisation statistics)"),
     "config": (lambda v: isinstance(v, Mapping), "a mapping (the experiment config)"),
@@ -203,8 +202,10 @@ STORED_VALUE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def check_stored_values(meta: Mapping[str, Any], path: str | Path | None,
-                        section: str = SECTION) -> None:
+def check_stored_values(
+    meta: Mapping[str, Any], path: str | Path | None, section: str = SECTION,
+    checks: Mapping[str, tuple[Callable[[Any], bool], str]] = STORED_VALUE_CHECKS,
+) -> None:
     """Type, range and finiteness of every known field of a stored model's metadata.
 
     Raises:
@@ -212,7 +213,7 @@ def check_stored_values(meta: Mapping[str, Any], path: str | Path | None,
             must be a finite number in [0, 1], got nan``).
     """
     for key, value in meta.items():
-        check = STORED_VALUE_CHECKS.get(key)
+        check = checks.get(key)
         if check is not None and not check[0](value):
             shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
             raise CheckpointError(f"'{section}.{key}' must be {check[1]}, got {shown}", path)
