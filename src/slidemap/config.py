@@ -688,8 +688,13 @@ def load_compare_config(path: str | Path, overrides: Sequence[str] = ()) -> Comp
     return config
 
 
+def config_text(config: ExperimentConfig | CompareConfig) -> str:
+    """The resolved config as the YAML :func:`save_config` writes."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
 def save_config(config: ExperimentConfig | CompareConfig, path: str | Path) -> Path:
     """Write the resolved config as YAML, atomically."""
     from slidemap.io.atomic import write_text_atomic
 
-    return write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return write_text_atomic(path, config_text(config))

@@ -123,7 +123,8 @@ def test_predict_and_export_commands_on_a_scene(tiny_checkpoint, make_scene, tmp
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == "unet" and summary["inputs"]["dem"] == str(paths["dem"])
     assert not list(out.glob(f"{TMP_PREFIX}*"))
-    code = main(["predict", "--checkpoint", str(tiny_checkpoint), str(paths["image"]), "--out", str(out)])
+    code = main(["predict", "--checkpoint", str(tiny_checkpoint), str(paths["image"]),
+                 "--out", str(tmp_path / "scene2")])
     assert code != 0
     assert "image.tif: cannot find band(s) slope, DEM" in capsys.readouterr().err
 

@@ -235,3 +235,23 @@ def test_compare_refuses_a_foreign_report_before_training(
     assert_one_line_error(result, "report.html", "not written by slidemap")
     assert (out / "report.html").read_text() == "<p>my report</p>"
     assert final_files(out) == ["report.html"]
+
+
+def test_a_copied_run_folder_resumes_from_its_own_config(
+    resume_setup: tuple[Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run folder copied elsewhere (new inodes, so the manifest no longer matches; or
+    written by an older slidemap) resumes once its last.ckpt proves to be a slidemap
+    checkpoint, and ``--config RUN/config.yaml`` is kept, not replaced."""
+    import shutil
+
+    _, data, reference = resume_setup
+    run = tmp_path / "copied"
+    shutil.copytree(reference, run)
+    (run / MANIFEST).unlink()
+    config = run / "config.yaml"
+    before = config.read_bytes()
+    result = run_cli(capsys, ["train", "--config", config, "--data", data, "--out", run, "--resume"])
+    assert result.code == 0, result.err
+    assert config.read_bytes() == before
+    assert {"last.ckpt", "best.ckpt", "metrics.csv"} <= set(json.loads((run / MANIFEST).read_text())["files"])

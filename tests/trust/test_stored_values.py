@@ -189,8 +189,8 @@ def _metadata(path: Path) -> dict[str, Any]:
     ("a list", ("not a mapping",)),
     ("no threshold", ("lacks threshold",)),
     ("std negative", ("slidemap.normalization",)),
-    ("random bytes", ("not a readable ONNX model",)),
-    ("truncated", ("not a readable ONNX model",)),
+    ("random bytes", ("nor a readable ONNX model",)),
+    ("truncated", ("nor a readable ONNX model",)),
 ])
 def test_a_bad_onnx_model_is_one_line(
     tmp_path: Path, l4s_checkpoint: Path, case: str, words: tuple[str, ...],

@@ -123,7 +123,8 @@ def check_onnx_model(model: bytes, source: str | Path | None) -> None:
         proto = onnx.load_model_from_string(model)
     except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others
         first = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise CheckpointError(f"not a readable ONNX model ({first})", source) from None
+        raise CheckpointError(f"neither a slidemap checkpoint nor a readable ONNX model ({first})",
+                              source) from None
     declared = 0
     for tensor in proto.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
@@ -177,7 +178,8 @@ class OnnxEngine:
             self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types on junk
             first = " ".join(str(exc).split())[:200] or type(exc).__name__
-            raise CheckpointError(f"not a readable ONNX model ({first})", source) from None
+            raise CheckpointError(f"neither a slidemap checkpoint nor a readable ONNX model ({first})",
+                                  source) from None
         meta = onnx_metadata(self.session.get_modelmeta().custom_metadata_map, source)
         self.meta: dict[str, Any] = meta
         self.pipeline = stored_part(lambda: InputPipeline.from_dict(meta["pipeline"]), "pipeline",

@@ -391,6 +391,32 @@ class OutputFolder:
                 "holds an output of an earlier run; pass --overwrite to replace it or choose "
                 "another --out", final)
 
+    def adopt(self, names: Iterable[str]) -> list[str]:
+        """Enter the existing regular files ``names`` of the folder in its manifest as
+        slidemap's, where it does not list them yet: a run folder written by an older
+        slidemap (no manifest) or copied from elsewhere (new inodes), which ``train
+        --resume`` continues once its ``last.ckpt`` proved to be a slidemap checkpoint.
+        Inputs, links and folders are never adopted. Returns the names adopted."""
+        import stat
+
+        if self._passive:
+            return []
+        pairs = []
+        for name in names:
+            path = self.folder / name
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if (stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in self._input_ids
+                    and not written_by_slidemap(path)):
+                pairs.append((path, path))
+        if pairs:
+            log.info("%s: continuing a run folder slidemap has no record of (written by an older "
+                     "version, or copied): %s", self.folder, ", ".join(p.name for p, _ in pairs))
+            self._record(pairs)
+        return [p.name for p, _ in pairs]
+
     def claim(self, names: Iterable[str | Path]) -> None:
         """Check every output this command will write (names relative to the folder, or
         paths in it) before anything is written."""

@@ -34,7 +34,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from slidemap.config import ExperimentConfig, resolve_data_path, save_config
+from slidemap.config import ExperimentConfig, config_text, resolve_data_path, save_config
 from slidemap.data.datamodule import L4SDataModule
 from slidemap.data.l4s import read_mask
 from slidemap.data.normalization import ChannelStats
@@ -50,6 +50,7 @@ from slidemap.training.task import SegmentationTask, mid_epoch_progress
 log = logging.getLogger(__name__)
 
 BEST, LAST = "best.ckpt", "last.ckpt"
+CONFIG_FILE = "config.yaml"
 
 
 @dataclass
@@ -197,13 +198,27 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
         )
     # one run per folder; no input and no file slidemap did not write is replaced
     with holding(out_dir, "train", overwrite=resume or overwrite) as folder:
-        folder.claim(RUN_OUTPUTS)
+        if resume:  # a run folder of an older slidemap, or copied here: its last.ckpt says
+            checkpoint_meta(read_checkpoint(last), last)  # it is a slidemap run (and safe)
+            folder.adopt(RUN_OUTPUTS)
+        folder.claim(name for name in RUN_OUTPUTS
+                     if not (name == CONFIG_FILE and _same_config(config, out_dir)))
         _fit(config, out_dir, resume)
         return finish_run(out_dir, config, time.perf_counter() - started)
 
 
+def _same_config(config: ExperimentConfig, out_dir: Path) -> bool:
+    """Whether the run folder's ``config.yaml`` already holds this resolved config (then it
+    is not rewritten: ``--config RUN/config.yaml --out RUN --resume`` reads and keeps it)."""
+    path = out_dir / CONFIG_FILE
+    try:
+        return path.is_file() and path.read_text(encoding="utf-8") == config_text(config)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 #: files a run folder holds (see the module docstring).
-RUN_OUTPUTS: tuple[str, ...] = ("config.yaml", "stats.json", BEST, LAST, "metrics.csv", "curves.png")
+RUN_OUTPUTS: tuple[str, ...] = (CONFIG_FILE, "stats.json", BEST, LAST, "metrics.csv", "curves.png")
 
 
 def _fit(config: ExperimentConfig, out_dir: Path, resume: bool) -> None:
@@ -227,7 +242,8 @@ def _fit(config: ExperimentConfig, out_dir: Path, resume: bool) -> None:
     assert stats is not None  # setup computed them
     class_counts = count_classes(datamodule) if needs_class_counts(config.loss) else None
     if rank_zero_only.rank == 0:
-        save_config(config, out_dir / "config.yaml")
+        if not _same_config(config, out_dir):
+            save_config(config, out_dir / CONFIG_FILE)
         stats.save(out_dir / "stats.json")
 
     task = SegmentationTask(config, pipeline, stats, class_counts=class_counts)
