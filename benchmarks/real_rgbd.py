@@ -28,11 +28,11 @@ from typing import Any
 
 import torch
 
-from slidemap.config import load_config
 from slidemap.evaluation.curves import compute_metrics
-from slidemap.evaluation.evaluate import evaluate_checkpoint
 from slidemap.io.atomic import write_text_atomic
 from slidemap.training.run import train
+from slidemap.workflows.configs import load_experiment
+from slidemap.workflows.evaluate import evaluate_checkpoint
 
 RESULTS = Path(__file__).resolve().parent / "results" / "real_rgbd.json"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rgbd-landslides"
@@ -56,7 +56,7 @@ def run_direction(config_name: str, data: Path, source: str, target: str, work: 
                   overrides: list[str]) -> dict[str, Any]:
     """Train ``config_name`` on area ``source``, score ``last.ckpt`` on area ``target``."""
     train_dir, target_dir = data / f"area_{source}", data / f"area_{target}"
-    config = load_config(config_name, [
+    config = load_experiment(config_name, [
         f"data.train_path={train_dir}", f"data.val_path={target_dir}",
         "trainer.limit_val_batches=1", "trainer.progress=false", *overrides,
     ])

@@ -10,12 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
+from rasterio.transform import from_origin
+from rasterio.windows import Window
 
 from slidemap.errors import OutputError
 from slidemap.io.atomic import write_text_atomic
-from slidemap.io.geotiff import GeoTiffWriter, inspect_raster
+from slidemap.io.cog import CogWriter, RasterLayer
+from slidemap.io.geotiff import gdal_failures_raised, inspect_raster
 from slidemap.io.outputs import OutputFolder
 from tests.trust.conftest import (
+    UTM,
     assert_no_output,
     assert_one_line_error,
     final_files,
@@ -77,12 +82,23 @@ def test_a_write_gdal_only_reports_fails_instead_of_leaving_a_truncated_file(
     tmp_path: Path, small_disk
 ) -> None:
     """GDAL's GeoTIFF driver flushes its cache on close and only *prints* the failure
-    (``_tiffWriteProc: No space left on device``); the file looked complete."""
+    (``_tiffWriteProc: No space left on device``): the file looked complete."""
+    disk = small_disk(200)
+    profile = {"driver": "GTiff", "width": 300, "height": 300, "count": 1, "dtype": "float32",
+               "crs": UTM, "transform": from_origin(500_000, 4_200_000, 10, 10), "tiled": False}
+    rows = np.random.default_rng(0).random((300, 300), dtype=np.float32)
+    with pytest.raises(OSError, match="GDAL could not write"), gdal_failures_raised():
+        with rasterio.open(disk / "y.tif", "w", **profile) as dst:
+            for start in range(0, 300, 10):
+                dst.write(rows[start:start + 10], 1, window=Window(0, start, 300, 10))
+
+
+def test_a_cog_that_does_not_fit_is_one_output_error_and_no_file(tmp_path: Path, small_disk) -> None:
     info = inspect_raster(write_raster(tmp_path / "grid.tif", np.zeros((300, 300), np.uint16)))
     disk = small_disk(200)
     rows = np.random.default_rng(0).random((300, 300), dtype=np.float32)
     with pytest.raises(OutputError, match="y.tif"):
-        with GeoTiffWriter(disk / "y.tif", info, "float32", np.nan) as writer:
+        with CogWriter(disk / "y.tif", info, RasterLayer("float32", np.nan, "probability")) as writer:
             for start in range(0, 300, 10):
                 writer.write(rows[start:start + 10], start)
     assert list(disk.iterdir()) == []

@@ -65,15 +65,17 @@ def test_a_mask_declaring_a_huge_array_is_refused(
 def test_a_raster_declaring_ten_million_columns_is_refused_before_mapping(
     tmp_path: Path, scene_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A 10⁷ × 10⁷ px VRT opens in milliseconds; its strips would need terabytes."""
+    """A VRT 10⁷ px wide (1 m pixels at 40° N) opens in milliseconds; its strips would need
+    terabytes."""
     vrt = tmp_path / "huge.vrt"
     vrt.write_text(
-        '<VRTDataset rasterXSize="10000000" rasterYSize="10000000"><SRS>EPSG:32633</SRS>'
-        "<GeoTransform>500000, 10, 0, 4200000, 0, -10</GeoTransform>"
+        '<VRTDataset rasterXSize="10000000" rasterYSize="2000"><SRS>EPSG:4326</SRS>'
+        "<GeoTransform>-40, 0.00001, 0, 40.01, 0, -0.00001</GeoTransform>"
         '<VRTRasterBand dataType="UInt16" band="1"><Description>B4</Description></VRTRasterBand>'
         '<VRTRasterBand dataType="UInt16" band="2"><Description>B8</Description></VRTRasterBand>'
         "</VRTDataset>")
-    dem = write_raster(tmp_path / "dem.tif", scene_dem())
+    dem = write_raster(tmp_path / "dem.tif", scene_dem(), crs="EPSG:4326", origin=(10.0, 40.005),
+                       res=1e-4)
     out = tmp_path / "out"
     result = run_cli(capsys, ["predict", "--checkpoint", scene_checkpoint, vrt, "--dem", dem,
                               "--out", out, "--engine", "torch"])

@@ -139,9 +139,9 @@ def test_sigterm_while_evaluating_leaves_nothing(
     tmp_path: Path, l4s_checkpoint: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import slidemap.evaluation.evaluate as evaluate
+    import slidemap.workflows.figures as figures
 
-    _signal_inside(monkeypatch, evaluate, "panel_inputs")  # metrics.json and roc.png are written by then
+    _signal_inside(monkeypatch, figures, "panel_inputs")  # metrics.json and roc.png are written by then
     data = make_split_folder(tmp_path / "data", n=3)
     out = tmp_path / "eval"
     result = run_cli(capsys, ["evaluate", "--checkpoint", l4s_checkpoint, "--data", data, "--out", out])

@@ -15,8 +15,8 @@ from affine import Affine
 from rasterio.crs import CRS
 from shapely.geometry import mapping
 
-from slidemap.io.areas import GroundAreas
 from slidemap.io.geotiff import inspect_raster
+from slidemap.io.ground import GroundAreas
 from slidemap.io.vector import read_polygons
 from tests.trust.conftest import run_cli, scene_dem, scene_image
 

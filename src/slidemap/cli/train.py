@@ -15,19 +15,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, metavar="RUN",
                         help="run folder (default: runs/<config name>)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its last.ckpt")
+                        help="continue the run in --out from its last.ckpt (its model, band set "
+                             "and pipeline; a config that changes them is refused)")
     parser.add_argument("--overwrite", action="store_true",
                         help="train afresh into --out, replacing the files of an earlier run there")
 
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
-    from slidemap.config import load_config, resolve_config_path
+    from slidemap.config import resolve_config_path
     from slidemap.errors import ConfigError, Interrupted
     from slidemap.io.outputs import OutputFolder
-    from slidemap.training.run import train
+    from slidemap.workflows.configs import load_experiment
+    from slidemap.workflows.train import train_and_report
 
-    config = load_config(args.config, args.overrides)
+    config = load_experiment(args.config, args.overrides)
     if args.data is not None:
         config.data.root = str(args.data)
     if config.data.root is None and config.data.train_path is None:
@@ -40,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     config_file = resolve_config_path(args.config)
     with OutputFolder(out, "train", [config_file], overwrite=args.resume or args.overwrite):
         try:
-            result = train(config, out, resume=args.resume, overwrite=args.overwrite)
+            result = train_and_report(config, out, resume=args.resume, overwrite=args.overwrite,
+                                      source=config_file)
         except Interrupted as exc:  # say how to go on from last.ckpt
             if not (out / "last.ckpt").is_file():
                 raise

@@ -1,6 +1,8 @@
-"""Mapping a GeoTIFF scene: probability and mask GeoTIFFs, landslide polygons, a summary.
+"""Mapping a scene: probability and mask GeoTIFFs, landslide polygons, a summary.
 
-:func:`predict_scene` runs three streaming passes, each holding one strip of rows:
+:func:`predict_scene` first checks the scene's radiometry on a sample
+(:func:`~slidemap.inference.radiometry.check_radiometry`), then runs three streaming
+passes, each holding one strip of rows:
 
 1. **probability** — sliding windows (:mod:`slidemap.inference.sliding`), in this process
    or on Dask (:mod:`slidemap.inference.dask_tiles`), blended into ``probability.tif``;
@@ -9,18 +11,27 @@
    vectorised; pieces cut at strip borders are merged, small holes filled and small
    objects dropped (:func:`~slidemap.inference.postprocess.filter_objects`);
 3. **mask and attributes** — the kept polygons are burnt strip by strip into ``mask.tif``
-   while per-polygon statistics accumulate; then ``landslides.gpkg``,
-   ``landslides.geojson`` and ``summary.json`` are written.
+   (:data:`MASK_LANDSLIDE`, :data:`MASK_BACKGROUND`, :data:`MASK_NOT_ASSESSABLE` where the
+   scene cannot be judged — clouds, shadows, snow, saturation, no DEM — and
+   :data:`MASK_NODATA` outside the data) while per-polygon statistics (probability; terrain
+   when there is elevation, :mod:`~slidemap.inference.attributes`) and the assessable and
+   not-assessable areas accumulate; then ``landslides.gpkg``, ``landslides.geojson``
+   (layer ``landslides``) and ``summary.json`` are written.
 
-Every file is written atomically and carries the input's CRS and transform.
+Not-assessable pixels are nodata for the network (like pixels outside the scene) and NaN in
+``probability.tif``, so they are never part of a polygon.
+
+Every file is written atomically and carries the input's CRS and transform; the rasters are
+Cloud-Optimized GeoTIFFs with internal overviews (:mod:`slidemap.io.cog`). A scene's outputs
+are one set (:mod:`slidemap.io.outputs`): staged under temporary names and renamed together at
+the end, and none replaces an input or a file slidemap did not write. Areas are ground areas
+on the ellipsoid (:class:`slidemap.io.ground.GroundAreas`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -28,18 +39,36 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 from shapely.strtree import STRtree
 
+from slidemap.config import check_threshold
+from slidemap.config.environment import progress_enabled
 from slidemap.errors import ConfigError
-from slidemap.inference.engine import Engine, EngineSource, resolve_engine
+from slidemap.inference.attributes import (
+    TerrainStats,
+    no_terrain_columns,
+    polygon_jacobians,
+    shape_columns,
+)
+from slidemap.inference.engine import Engine, EngineSource, EngineSpec, resolve_engine
 from slidemap.inference.postprocess import (
     PostprocessConfig,
     filter_objects,
     morphology,
     threshold_mask,
 )
-from slidemap.inference.scene import SceneReader, SceneSpec
+from slidemap.inference.predictor import Predictor
+from slidemap.inference.radiometry import check_radiometry
+from slidemap.inference.scene import (
+    FLAG_NO_ELEVATION,
+    FLAG_NOT_ASSESSABLE,
+    STATUS_ASSESSABLE,
+    STATUS_OUTSIDE,
+    SceneReader,
+    SceneSpec,
+)
 from slidemap.inference.sliding import (
     DEFAULT_OVERLAP_PX,
     DEFAULT_WINDOW_PX,
@@ -56,20 +85,37 @@ from slidemap.inference.vectorize import (
     rasterize_ids,
     to_map_coordinates,
 )
-from slidemap.io.areas import GroundAreas
 from slidemap.io.atomic import current_path, write_json_atomic
-from slidemap.io.geotiff import GeoTiffWriter, RasterInfo, bounded_gdal_cache, open_raster
+from slidemap.io.cog import PAM_SUFFIX, Category, CogWriter, RasterLayer
+from slidemap.io.geotiff import RasterInfo, bounded_gdal_cache, open_raster
+from slidemap.io.ground import GroundFrame
 from slidemap.io.outputs import holding
 from slidemap.io.resources import check_allocation
 from slidemap.io.vector import write_polygons
 
 log = logging.getLogger(__name__)
 
+MASK_BACKGROUND = 0
+MASK_LANDSLIDE = 1
+MASK_NOT_ASSESSABLE = 2
 MASK_NODATA = 255
 PROBABILITY_NODATA = float("nan")
+#: The classes of ``mask.tif``, with the names and colours GIS software shows for them.
+MASK_CLASSES: tuple[Category, ...] = (
+    Category(MASK_BACKGROUND, "no landslide", (235, 235, 235, 255)),
+    Category(MASK_LANDSLIDE, "landslide", (215, 25, 28, 255)),
+    Category(MASK_NOT_ASSESSABLE, "not assessable", (120, 120, 160, 255)),  # clouds, shadows, snow
+    Category(MASK_NODATA, "outside the data", (0, 0, 0, 0)),
+)
+#: Overviews: the mean probability of the pixels they cover; the most frequent class.
+PROBABILITY_LAYER = RasterLayer("float32", PROBABILITY_NODATA, "landslide probability",
+                                Resampling.average)
+MASK_LAYER = RasterLayer("uint8", MASK_NODATA, "landslide mask: " + ", ".join(
+    f"{c.value} {c.name}" for c in MASK_CLASSES), Resampling.mode, MASK_CLASSES)
 OUTPUT_NAMES = {
     "probability": "probability.tif",
     "mask": "mask.tif",
+    "mask_categories": "mask.tif" + PAM_SUFFIX,  # written with mask.tif (io.cog.CogWriter)
     "gpkg": "landslides.gpkg",
     "geojson": "landslides.geojson",
     "summary": "summary.json",
@@ -79,9 +125,8 @@ T = TypeVar("T")
 
 
 def progress(items: Iterable[T], total: int, description: str) -> Iterator[T]:
-    """``items`` with a tqdm bar on a terminal, unless ``SLIDEMAP_NO_PROGRESS=1``."""
-    show = sys.stderr.isatty() and os.environ.get("SLIDEMAP_NO_PROGRESS", "0") in ("", "0")
-    if not show:
+    """``items`` with a tqdm bar when :func:`~slidemap.config.environment.progress_enabled`."""
+    if not progress_enabled():
         yield from items
         return
     from tqdm import tqdm
@@ -101,6 +146,7 @@ class MappingOptions:
         workers: Dask workers on a local cluster (0 = in this process).
         scheduler: address of an existing Dask scheduler (overrides ``workers``).
         dask_processes: local Dask workers are processes (``False``: threads, for tests).
+        accept_radiometry: map a scene the radiometry check finds implausible (with warnings).
         scheduler_timeout_s: seconds to wait for ``scheduler`` before giving up.
     """
 
@@ -111,21 +157,22 @@ class MappingOptions:
     workers: int = 0
     scheduler: str | None = None
     dask_processes: bool = True
+    accept_radiometry: bool = False
     scheduler_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
+        if self.threshold is not None:
+            check_threshold(self.threshold)
         if not (math.isfinite(self.scheduler_timeout_s) and self.scheduler_timeout_s > 0):
             raise ConfigError(f"scheduler timeout must be a positive number of seconds, got "
                               f"{self.scheduler_timeout_s}")
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"threshold must be in [0, 1], got {self.threshold}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
 
 
 #: bytes per pixel of the strips the three passes hold (sums, weights, probability, ids,
-#: ground areas, masks, slope, for up to two windows of rows): an upper bound.
-STRIP_BYTES_PER_PIXEL = 48
+#: ground areas, status, masks, elevation, for up to two windows of rows): an upper bound.
+STRIP_BYTES_PER_PIXEL = 64
 
 
 def check_strip_memory(info: RasterInfo, plan: WindowPlan) -> None:
@@ -137,8 +184,9 @@ def check_strip_memory(info: RasterInfo, plan: WindowPlan) -> None:
 
 
 def validate_scene(engine: Engine, scene: SceneSpec, options: MappingOptions) -> None:
-    """Every check of a scene that needs no pixels: image and DEM readable, georeferenced
-    and overlapping, bands mapped to the engine's band set, strips within memory."""
+    """Every check of a scene that needs no mapping: image, DEM and cloud mask readable,
+    georeferenced and overlapping, bands mapped to the engine's band set, strips within
+    memory."""
     with SceneReader(scene, engine.pipeline.band_set) as reader:
         plan = WindowPlan.create(reader.height, reader.width, options.window, options.overlap,
                                  engine.size_multiple)
@@ -171,8 +219,7 @@ def predict_probability(
             )
         else:
             results = iter_windows_local(engine, reader, plan)
-        with GeoTiffWriter(out, reader.info, "float32", PROBABILITY_NODATA,
-                           description="landslide probability") as writer:
+        with CogWriter(out, reader.info, PROBABILITY_LAYER) as writer:
             blend_windows(plan, progress(results, len(plan), "windows"), writer.write)
         return plan, reader.info
 
@@ -199,7 +246,7 @@ def find_objects(
     """Pass 2: polygons (pixel coordinates) of the cleaned mask, read strip by strip.
 
     ``pixel_area_m2`` is a pixel's ground area, or ``(row, col) -> m²`` where it varies
-    (:meth:`slidemap.io.areas.GroundAreas.pixel_area_m2`): the area thresholds are in m².
+    (:meth:`slidemap.io.ground.GroundAreas.pixel_area_m2`): the area thresholds are in m².
     """
     context = config.context_px
     pieces = []
@@ -218,34 +265,68 @@ def find_objects(
     return filter_objects(merge_pieces(pieces, cuts), config, pixel_area_m2)
 
 
+@dataclass
+class AreaTally:
+    """Areas (m²) of the scene by pixel status, summed strip by strip."""
+
+    assessable: float = 0.0
+    not_assessable: float = 0.0
+    flagged: float = 0.0
+    no_elevation: float = 0.0
+    outside: float = 0.0
+
+    def add(self, status: np.ndarray, info: RasterInfo, row_off: int) -> None:
+        data = status != STATUS_OUTSIDE
+        self.assessable += info.area_m2(status == STATUS_ASSESSABLE, row_off)
+        self.not_assessable += info.area_m2(data & (status != STATUS_ASSESSABLE), row_off)
+        self.flagged += info.area_m2(data & (status & FLAG_NOT_ASSESSABLE > 0), row_off)
+        self.no_elevation += info.area_m2(data & (status & FLAG_NO_ELEVATION > 0), row_off)
+        self.outside += info.area_m2(~data, row_off)
+
+    def summary(self, has_dem: bool) -> dict[str, Any]:
+        imaged = self.assessable + self.not_assessable
+        return {
+            "assessable_area_m2": round(self.assessable, 1),
+            "not_assessable_area_m2": round(self.not_assessable, 1),
+            "assessable_fraction": round(self.assessable / imaged, 6) if imaged > 0 else None,
+            "not_assessable_m2": {"clouds_shadows_snow_saturated": round(self.flagged, 1),
+                                  "no_elevation": round(self.no_elevation, 1)},
+            "dem_coverage_fraction": (round(1 - self.no_elevation / imaged, 6)
+                                      if has_dem and imaged > 0 else None),
+            "outside_data_area_m2": round(self.outside, 1),
+        }
+
+
 def burn_mask(
     probability_path: Path, polygons: list[Any], out: Path, info: RasterInfo,
-    reader: SceneReader | None, strip_rows: int, areas: GroundAreas | None = None,
-) -> ZonalStats:
-    """Pass 3: write ``out`` (uint8: 1 landslide, 0 background, 255 nodata) and return
-    per-polygon statistics (probability; slope when ``reader`` has elevation; ground area
-    from the pixels' areas on the ellipsoid, ``areas`` or else ``info``'s)."""
-    areas = areas if areas is not None else info.ground_areas()
+    reader: SceneReader, strip_rows: int, jacobians: np.ndarray,
+) -> tuple[ZonalStats, AreaTally, TerrainStats | None]:
+    """Pass 3: write ``out`` (uint8: 1 landslide, 0 background, 2 not assessable, 255 no
+    data) and return per-polygon statistics (probability; terrain when the scene has
+    elevation, ``jacobians`` being each polygon's pixel-to-ground Jacobian) and the areas
+    by status; ``area_m2`` of each polygon is the ground area of its pixels."""
     stats = ZonalStats(len(polygons), ground_areas=True)
+    areas = AreaTally()
+    terrain = TerrainStats(jacobians) if reader.has_elevation else None
     tree = STRtree(polygons) if polygons else None
-    with open_raster(probability_path) as src, GeoTiffWriter(
-        out, info, "uint8", MASK_NODATA, description="landslide mask (1), background (0)"
-    ) as writer:
+    with open_raster(probability_path) as src, CogWriter(out, info, MASK_LAYER) as writer:
         for start, rows in _strips(src.height, strip_rows):
             window = Window(0, start, src.width, rows)
             probability = src.read(1, window=window)
             ids = rasterize_ids(polygons, start, rows, src.width, tree)
-            slope, slope_valid = (reader.slope_deg(window) if reader is not None else (None, None))
-            stats.add(ids, probability, slope, slope_valid,
-                      pixel_area_m2=areas.pixel_areas_m2(start, 0, rows, src.width) if ids.any() else None)
-            mask = (ids > 0).astype(np.uint8)
-            mask[~np.isfinite(probability)] = MASK_NODATA
+            stats.add(ids, probability, info.ground_areas.pixel_areas_m2(start, 0, rows, src.width)
+                      if ids.any() else None)
+            status = reader.status(window)
+            status[(status == STATUS_ASSESSABLE) & ~np.isfinite(probability)] = STATUS_OUTSIDE
+            areas.add(status, info, start)
+            if terrain is not None:
+                elevation, dz_dcol, dz_drow = reader.elevation_gradient_px(window)
+                terrain.add(np.where(np.isfinite(probability), ids, 0), elevation, dz_dcol, dz_drow)
+            mask = np.where(ids > 0, MASK_LANDSLIDE, MASK_BACKGROUND).astype(np.uint8)
+            mask[status != STATUS_ASSESSABLE] = MASK_NOT_ASSESSABLE
+            mask[status == STATUS_OUTSIDE] = MASK_NODATA
             writer.write(mask, start, 0)
-    return stats
-
-
-def _has_elevation(reader: SceneReader) -> bool:
-    return reader.spec.dem is not None or reader.band_set.has("dem", "dsm")
+    return stats, areas, terrain
 
 
 def predict_scene(
@@ -270,9 +351,8 @@ def predict_scene(
         overwrite: replace slidemap's own earlier outputs in ``out_dir`` (a calling command's
             output folder decides instead when it holds ``out_dir``).
 
-    The five outputs are a set (:mod:`slidemap.io.outputs`): written under temporary
-    names and renamed together at the end; none replaces an input or a file slidemap did
-    not write.
+    The outputs are a set (:mod:`slidemap.io.outputs`): written under temporary names and
+    renamed together at the end; none replaces an input or a file slidemap did not write.
 
     Returns:
         The summary written to ``summary.json``: ``count``, ``total_area_m2``,
@@ -285,54 +365,68 @@ def predict_scene(
     options = options or MappingOptions()
     out_dir = Path(out_dir)
     paths = {key: out_dir / name for key, name in OUTPUT_NAMES.items()}
+    inputs = [scene.image, scene.dem, scene.cloud_mask, checkpoint]
+    with holding(out_dir, "predict", inputs, overwrite) as folder, folder.output_set():
+        folder.claim(paths.values())
+        summary = _map_scene(engine_source, scene, paths, options, checkpoint)
+    coverage = summary["dem_coverage_fraction"]
+    if coverage is not None and coverage < 1.0:
+        log.warning("%s: the DEM covers %.1f %% of the imaged area; the rest (%.0f m²) is not assessable "
+                    "(2 in mask.tif)", scene.image, 100 * coverage, summary["not_assessable_m2"]["no_elevation"])
+    return summary
+
+
+def _map_scene(engine_source: EngineSource, scene: SceneSpec, paths: dict[str, Path],
+               options: MappingOptions, checkpoint: str | Path | None) -> dict[str, Any]:
+    """The three passes and the summary of :func:`predict_scene`, inside its output set."""
     engine = resolve_engine(engine_source)
     threshold = engine.threshold if options.threshold is None else float(options.threshold)
     started = time.perf_counter()
 
-    inputs = [scene.image, scene.dem, checkpoint]
-    with holding(out_dir, "predict", inputs, overwrite) as folder, folder.output_set():
-        folder.claim(paths.values())
-        with bounded_gdal_cache():
-            plan, info = predict_probability(engine_source, scene, paths["probability"], options)
-            probability = current_path(paths["probability"])  # staged until the set is whole
-            areas = info.ground_areas()
-            seconds_model = time.perf_counter() - started
-            strip_rows = max(plan.window, 64)
-            polygons = find_objects(probability, threshold, options.postprocess,
-                                    areas.pixel_area_m2, strip_rows)
-            with SceneReader(scene, engine.pipeline.band_set) as reader:
-                stats = burn_mask(probability, polygons, paths["mask"], info,
-                                  reader if _has_elevation(reader) else None, strip_rows, areas)
-        attributes = landslide_attributes(polygons, stats)
-        geometries = to_map_coordinates(polygons, info.transform)
-        for key in ("gpkg", "geojson"):
-            write_polygons(paths[key], geometries, attributes, info.crs)
-        summary = _summary(scene, info, plan, options, engine.model_name, threshold, polygons,
-                           attributes, paths, checkpoint, started, seconds_model, areas)
-        write_json_atomic(paths["summary"], summary)
-    return summary
+    with bounded_gdal_cache():
+        with SceneReader(scene, engine.pipeline.band_set) as reader:
+            radiometry = check_radiometry(reader, engine.stats, accept=options.accept_radiometry)
+            _warn_dem_coverage(reader, radiometry)
+        plan, info = predict_probability(engine_source, scene, paths["probability"], options)
+        probability = current_path(paths["probability"])  # staged until the set is whole
+        seconds_model = time.perf_counter() - started
+        strip_rows = max(plan.window, 64)
+        polygons = find_objects(probability, threshold, options.postprocess,
+                                info.ground_areas.pixel_area_m2, strip_rows)
+        frame = GroundFrame(info.crs)
+        jacobians = polygon_jacobians(polygons, info.transform, frame)
+        with SceneReader(scene, engine.pipeline.band_set) as reader:
+            stats, areas, terrain = burn_mask(probability, polygons, paths["mask"], info,
+                                              reader, strip_rows, jacobians)
+            band_mapping = reader.band_mapping()
+    geometries = to_map_coordinates(polygons, info.transform)
+    shape = shape_columns(geometries, frame)
+    attributes = {
+        **landslide_attributes(polygons, stats),
+        **shape,
+        **(terrain.columns(shape["length_m"]) if terrain is not None
+           else no_terrain_columns(len(polygons))),
+    }
+    for key in ("gpkg", "geojson"):
+        write_polygons(paths[key], geometries, attributes, info.crs)
 
-
-def _summary(
-    scene: SceneSpec, info: RasterInfo, plan: WindowPlan, options: MappingOptions, model: str,
-    threshold: float, polygons: list[Any], attributes: dict[str, np.ndarray],
-    paths: dict[str, Path], checkpoint: str | Path | None, started: float, seconds_model: float,
-    areas: GroundAreas,
-) -> dict[str, Any]:
-    """What ``summary.json`` holds (strict JSON: every number finite)."""
     summary: dict[str, Any] = {
         "count": len(polygons),
         "total_area_m2": float(attributes["area_m2"].sum()),
         "threshold": threshold,
-        "model": model,
+        "model": engine.model_name,
+        **Predictor(engine, engine_source.kind if isinstance(engine_source, EngineSpec) else None).record(),
         "checkpoint": None if checkpoint is None else str(checkpoint),
+        **areas.summary(scene.dem is not None),
         "inputs": {"image": str(scene.image), "dem": None if scene.dem is None else str(scene.dem),
-                   "band_mapping": dict(scene.band_mapping) or None},
+                   "cloud_mask": None if scene.cloud_mask is None else str(scene.cloud_mask),
+                   "band_mapping": dict(scene.band_mapping) or None, "bands": band_mapping},
+        "radiometry": radiometry,
         "crs": info.crs.to_string(),
         "transform": list(info.transform)[:6],
         "size_px": [info.height, info.width],
         "pixel_size_m": list(info.pixel_size_m),
-        "pixel_area_m2": areas.centre_pixel_area_m2,
+        "pixel_area_m2": info.pixel_area_m2,
         "window": {"window_px": plan.window, "overlap_px": plan.overlap, "margin_px": plan.margin,
                    "align_px": plan.align, "n_windows": len(plan)},
         "postprocess": asdict(options.postprocess),
@@ -342,4 +436,13 @@ def _summary(
                     "total": round(time.perf_counter() - started, 3)},
         "megapixels_per_second": round(info.width * info.height / 1e6 / max(seconds_model, 1e-9), 4),
     }
+    write_json_atomic(paths["summary"], summary)
     return summary
+
+
+def _warn_dem_coverage(reader: SceneReader, radiometry: dict[str, Any]) -> None:
+    """Warn before mapping when the radiometry sample shows a DEM that covers part of the scene."""
+    coverage = radiometry.get("dem_coverage_of_sample")
+    if coverage is not None and coverage < 1.0:
+        log.warning("%s: the DEM %s covers about %.0f %% of the scene (sample); the rest will be not "
+                    "assessable", reader.spec.image, reader.spec.dem, 100 * coverage)

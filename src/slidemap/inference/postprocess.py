@@ -99,7 +99,7 @@ def filter_objects(
         polygons: one polygon per connected component, in pixel coordinates (1 px² = 1 pixel).
         config: thresholds in m².
         pixel_area_m2: area of one pixel, m², or ``(row, col) -> m²`` for grids whose pixel
-            area varies (:meth:`slidemap.io.areas.GroundAreas.pixel_area_m2`), taken at each
+            area varies (:meth:`slidemap.io.ground.GroundAreas.pixel_area_m2`), taken at each
             polygon's centroid.
 
     Returns:

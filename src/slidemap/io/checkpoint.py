@@ -1,4 +1,7 @@
-"""Loading slidemap checkpoints safely: tensors and plain data only, never pickled code.
+"""Reading slidemap checkpoints safely: tensors and plain data only, never pickled code.
+
+This module reads the file and checks its plain-data section; it knows nothing of networks.
+Rebuilding the trained model from it is :func:`slidemap.models.checkpoint.load_checkpoint`.
 
 A slidemap checkpoint is a Lightning ``.ckpt`` whose ``"slidemap"`` section (written by
 :meth:`slidemap.training.task.SegmentationTask.on_save_checkpoint`) holds everything a
@@ -27,21 +30,14 @@ from __future__ import annotations
 import math
 import pickle
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
-from slidemap.errors import CheckpointError, ConfigError, SlidemapError
+from slidemap.errors import CheckpointError, SlidemapError
 
 T = TypeVar("T")
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from slidemap.data.normalization import ChannelStats
-    from slidemap.features import InputPipeline
 
 FORMAT_VERSION = 1
 SECTION = "slidemap"
@@ -50,31 +46,6 @@ REQUIRED_KEYS: tuple[str, ...] = (
 )
 #: prefix of the network's parameters in the LightningModule's state dict.
 MODEL_PREFIX = "model."
-
-
-@dataclass
-class LoadedModel:
-    """A network ready to predict, and what it needs around it.
-
-    Attributes:
-        model: the network in eval mode on CPU; ``forward((B, C, H, W)) -> logits (B, 1, H, W)``.
-        pipeline: computes the model's input channels from a band stack.
-        stats: normalisation applied after the pipeline.
-        threshold: probability threshold of the landslide mask (validation best F1).
-        meta: the checkpoint's whole ``"slidemap"`` section (plain data).
-        path: the file it came from.
-    """
-
-    model: nn.Module
-    pipeline: InputPipeline
-    stats: ChannelStats
-    threshold: float
-    meta: dict[str, Any]
-    path: Path
-
-    @property
-    def model_name(self) -> str:
-        return str(self.meta["model"]["name"])
 
 
 #: first bytes of the file kinds told apart by :func:`model_file_kind`.
@@ -243,53 +214,3 @@ def check_weights(weights: Mapping[str, Any], path: str | Path | None) -> None:
             raise CheckpointError(f"weight {name!r} is a {type(value).__name__}, not a tensor", path)
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise CheckpointError(f"weight {name!r} holds NaN or infinite values", path)
-
-
-def load_checkpoint(path: str | Path) -> LoadedModel:
-    """Rebuild the trained network, its input pipeline, statistics and threshold.
-
-    Args:
-        path: a ``.ckpt`` written by ``slidemap train`` (``best.ckpt`` or ``last.ckpt``).
-
-    Raises:
-        CheckpointError: unreadable, unsafe, not a slidemap checkpoint, or weights that do
-            not fit the recorded architecture (the message names the file).
-    """
-    from slidemap.data.normalization import ChannelStats
-    from slidemap.features import InputPipeline
-    from slidemap.models import build_model
-    from slidemap.models.registry import check_model_size
-
-    path = Path(path)
-    checkpoint = read_checkpoint(path)
-    meta = checkpoint_meta(checkpoint, path)
-    in_channels = int(meta["in_channels"])
-    pipeline = stored_part(lambda: InputPipeline.from_dict(meta["pipeline"]), "pipeline", path)
-    stats = stored_part(lambda: ChannelStats.from_dict(meta["normalization"]), "normalization", path)
-    if len(stats.names) != in_channels:
-        raise CheckpointError(f"'{SECTION}.normalization' has statistics of {len(stats.names)} "
-                              f"channels but the model takes {in_channels}", path)
-    name, options = meta["model"]["name"], dict(meta["model"].get("options", {}))
-    try:
-        check_model_size(name, in_channels, options, path)
-        model = build_model(name, in_channels, **options)
-    except (ConfigError, KeyError, TypeError, ValueError) as exc:
-        problem = exc.problem if isinstance(exc, ConfigError) else str(exc)
-        raise CheckpointError(f"cannot rebuild the model from the checkpoint: {problem}", path) from None
-    if pipeline.in_channels != in_channels:
-        raise CheckpointError(
-            f"pipeline gives {pipeline.in_channels} channels but the model takes {meta['in_channels']}",
-            path,
-        )
-    weights = model_state_dict(checkpoint["state_dict"])
-    check_weights(weights, path)
-    try:
-        model.load_state_dict(weights, strict=True)
-    except (RuntimeError, TypeError, AttributeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"weights do not fit the recorded architecture: {first}", path) from None
-    model.eval()
-    return LoadedModel(
-        model=model, pipeline=pipeline, stats=stats, threshold=float(meta["threshold"]),
-        meta=meta, path=path,
-    )

@@ -283,6 +283,14 @@ class OutputFolder:
         self._passive = is_secondary_rank()
         self.add_inputs(self.inputs)
 
+    def is_input(self, path: str | Path) -> bool:
+        """Whether ``path`` (followed through links) is one of the command's input files."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) in self._input_ids
+
     def add_inputs(self, inputs: Iterable[str | Path | None]) -> None:
         """More input files that no output may replace."""
         for path in inputs:

@@ -1,20 +1,21 @@
-"""Callbacks of a slidemap run: per-epoch history (``metrics.csv``) and atomic checkpoints."""
+"""Callbacks of a slidemap run: the per-epoch history (``metrics.csv``).
+
+Checkpoints are written by Lightning's own ``ModelCheckpoint``; they appear atomically
+through :class:`slidemap.training.checkpoint_io.AtomicCheckpointIO`.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from weakref import proxy
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
 
-from slidemap.io.atomic import commit_file, fsync_file, temporary_path, write_text_atomic
+from slidemap.io.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -77,35 +78,3 @@ class EpochHistory(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rows = [dict(row) for row in state_dict.get("rows", [])]
 
-
-def save_checkpoint_atomic(trainer: L.Trainer, tmp: Path, final: Path,
-                           weights_only: bool = False) -> None:
-    """``trainer.save_checkpoint`` to ``tmp`` (collective), then fsync and rename it onto
-    ``final`` on rank 0; a failed save leaves ``final`` as it was and no temporary."""
-    try:
-        trainer.save_checkpoint(tmp, weights_only)  # collective; barrier inside
-        if trainer.is_global_zero:
-            fsync_file(tmp)
-            commit_file(tmp, final)
-    except BaseException:
-        if trainer.is_global_zero:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-        raise
-    trainer.strategy.barrier("save_checkpoint_atomic")
-
-
-class AtomicModelCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint whose files appear atomically: written under a temporary name in the
-    same folder, then renamed, so a kill never leaves a truncated ``best.ckpt``/``last.ckpt``."""
-
-    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        final = Path(filepath)
-        # one name on every rank (the strategy writes on rank 0): rank 0's process id
-        tmp = Path(trainer.strategy.broadcast(str(temporary_path(final)), src=0))
-        save_checkpoint_atomic(trainer, tmp, final, self.save_weights_only)
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.after_save_checkpoint(proxy(self))

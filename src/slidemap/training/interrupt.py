@@ -33,8 +33,6 @@ from typing import Any
 import lightning as L
 
 from slidemap.errors import Interrupted
-from slidemap.io.atomic import temporary_path
-from slidemap.training.callbacks import save_checkpoint_atomic
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +92,8 @@ class GracefulStop(L.Callback):
         if batch_idx + 1 >= trainer.num_training_batches:
             return  # the epoch ends now: validation and its own checkpoints come first
         pl_module.mid_epoch_save = True
-        try:
-            save_checkpoint_atomic(trainer, temporary_path(self.last), self.last)
+        try:  # atomic through the trainer's CheckpointIO plugin
+            trainer.save_checkpoint(self.last)
         finally:
             pl_module.mid_epoch_save = False
         self.note = (f"{self.last.name} saved in epoch {trainer.current_epoch + 1} after batch "

@@ -6,12 +6,14 @@ A run folder holds:
 file              content
 ================  ===========================================================================
 config.yaml       the resolved experiment config (after ``--data`` and ``--set`` overrides)
-stats.json        normalisation statistics of the training split (per input channel)
 best.ckpt         the checkpoint of the best validation epoch (``trainer.monitor``)
 last.ckpt         the checkpoint of the last finished epoch (what ``--resume`` continues)
 metrics.csv       one row per epoch: train and val loss, precision, recall, F1, IoU, ...
-curves.png        those curves (the paper's Fig. 4, 7, 8 for one model)
 ================  ===========================================================================
+
+The curves of ``metrics.csv`` (``curves.png``) are drawn by the workflow that calls this
+(:func:`slidemap.workflows.train.train_and_report`): training draws no figures. The
+normalisation statistics live in the checkpoints (their one home; no ``stats.json``).
 
 Checkpoints and every other file are written atomically. Distributed training is
 Lightning's: ``trainer.strategy: ddp`` with ``trainer.devices`` GPUs per node and
@@ -20,37 +22,82 @@ Lightning's: ``trainer.strategy: ddp`` with ``trainer.devices`` GPUs per node an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import sys
+import re
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from slidemap.config import ExperimentConfig, config_text, resolve_data_path, save_config
+from slidemap.config.environment import progress_enabled
 from slidemap.data.datamodule import L4SDataModule
 from slidemap.data.l4s import read_mask
 from slidemap.data.normalization import ChannelStats
 from slidemap.errors import ConfigError
 from slidemap.features import InputPipeline
 from slidemap.io.checkpoint import checkpoint_meta, read_checkpoint
-from slidemap.io.outputs import holding
-from slidemap.training.callbacks import AtomicModelCheckpoint, EpochHistory, read_history
+from slidemap.io.outputs import OutputFolder, holding
+from slidemap.training.callbacks import EpochHistory, read_history
+from slidemap.training.checkpoint_io import AtomicCheckpointIO
 from slidemap.training.interrupt import GracefulStop, TrainingStopped
 from slidemap.training.losses import needs_class_counts
+from slidemap.training.resume import resume_setup
 from slidemap.training.task import SegmentationTask, mid_epoch_progress
 
 log = logging.getLogger(__name__)
 
 BEST, LAST = "best.ckpt", "last.ckpt"
-CONFIG_FILE = "config.yaml"
+#: per-epoch history and resolved config of a run folder.
+HISTORY_FILE, CONFIG_FILE = "metrics.csv", "config.yaml"
+#: the files :func:`train` writes into a run folder.
+RUN_OUTPUTS: tuple[str, ...] = (CONFIG_FILE, BEST, LAST, HISTORY_FILE)
+
+#: Warnings a training run raises that are known and harmless here, silenced while
+#: :func:`train` fits (and in the processes DDP spawns), and only these:
+#: ``(start of the message, category, why it is harmless)``.
+KNOWN_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
+    ("Checkpoint directory", UserWarning,
+     "the run folder holds config.yaml (and, on resume, the run) before the first checkpoint"),
+    ("The 'train_dataloader' does not have many workers", UserWarning,
+     "data.num_workers is the config's choice; 0 is intended for small CPU runs"),
+    ("The 'val_dataloader' does not have many workers", UserWarning,
+     "data.num_workers is the config's choice; 0 is intended for small CPU runs"),
+    ("The number of training batches", UserWarning,
+     "fewer batches per epoch than trainer.log_every: epoch metrics are logged anyway"),
+    ("You're resuming from a checkpoint that ended before the epoch ended", UserWarning,
+     "an interrupted run's mid-epoch last.ckpt: EpochSampler skips the batches it trained on"),
+    ("`isinstance(treespec", FutureWarning,
+     "Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates; nothing to fix here"),
+)
+
+
+@contextlib.contextmanager
+def known_warnings_silenced() -> Iterator[None]:
+    """Ignore :data:`KNOWN_WARNINGS` inside the block, in this process and in processes it
+    spawns (``PYTHONWARNINGS``, restored after); every other warning still shows."""
+    entries = [f"ignore:{prefix}:{category.__name__}" for prefix, category, _ in KNOWN_WARNINGS]
+    before = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = ",".join([*entries, *([before] if before else [])])
+    try:
+        with warnings.catch_warnings():
+            for prefix, category, _ in KNOWN_WARNINGS:
+                warnings.filterwarnings("ignore", message=re.escape(prefix), category=category)
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = before
 
 
 @dataclass
@@ -76,11 +123,12 @@ class RunResult:
 
 
 def build_pipeline(config: ExperimentConfig) -> InputPipeline:
-    """The input pipeline of ``config.data`` (band set, features, pixel size, elevation)."""
+    """The input pipeline of ``config.data`` (band set and the bands read, features, pixel
+    size, elevation)."""
     data = config.data
     return InputPipeline(
         data.band_set, features=data.features, pixel_size_m=data.pixel_size_m,
-        elevation=data.elevation,
+        elevation=data.elevation, bands=data.bands,
     )
 
 
@@ -90,9 +138,8 @@ def build_datamodule(
 ) -> L4SDataModule:
     """The DataModule of ``config.data``; :class:`ConfigError` when no data is named.
 
-    ``resume_at``: ``(epoch, patches)`` an interrupted run trained on in the epoch it resumes.
-
     Relative data paths are found by :func:`~slidemap.config.resolve_data_path`.
+    ``resume_at``: ``(epoch, patches)`` an interrupted run trained on in the epoch it resumes.
     """
     data = config.data
     if data.root is None and data.train_path is None:
@@ -119,9 +166,8 @@ def count_classes(datamodule: L4SDataModule) -> tuple[int, int]:
 
 
 def show_progress(config: ExperimentConfig) -> bool:
-    """A progress bar only on a terminal, when asked, and unless ``SLIDEMAP_NO_PROGRESS=1``."""
-    return (config.trainer.progress and sys.stderr.isatty()
-            and os.environ.get("SLIDEMAP_NO_PROGRESS", "0") in ("", "0"))
+    """A progress bar only when asked (``trainer.progress``) and :func:`~slidemap.config.environment.progress_enabled`."""
+    return config.trainer.progress and progress_enabled()
 
 
 def tensorboard_logger(out_dir: Path) -> Any:
@@ -164,25 +210,30 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, callbacks: list[Callb
         num_sanity_val_steps=0,
         logger=tensorboard_logger(out_dir) if tc.tensorboard else False,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress,
         enable_model_summary=False,
     )
 
 
 def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
-          overwrite: bool = False) -> RunResult:
+          overwrite: bool = False, source: str | Path | None = None) -> RunResult:
     """Train ``config`` into the run folder ``out_dir``.
 
     Args:
         config: the resolved experiment.
         out_dir: run folder (created).
         resume: continue from ``out_dir/last.ckpt`` (optimiser, epoch, early stopping and
-            history included); the run then reaches ``trainer.max_epochs`` in total.
+            history included); the run then reaches ``trainer.max_epochs`` in total. The
+            network, its input pipeline and statistics come from the checkpoint
+            (:func:`~slidemap.training.resume.resume_setup`).
         overwrite: allow training afresh into a folder that already holds checkpoints.
+        source: the config file ``config`` came from, named in errors.
 
     Raises:
         ConfigError: no data, a run folder with checkpoints and neither resume nor
-            overwrite, or resume without ``last.ckpt``.
+            overwrite, resume without ``last.ckpt``, or a config that disagrees with
+            ``last.ckpt`` on the model or its input.
         CheckpointError: an unreadable ``last.ckpt`` on resume.
     """
     started = time.perf_counter()
@@ -201,9 +252,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
         if resume:  # a run folder of an older slidemap, or copied here: its last.ckpt says
             checkpoint_meta(read_checkpoint(last), last)  # it is a slidemap run (and safe)
             folder.adopt(RUN_OUTPUTS)
-        folder.claim(name for name in RUN_OUTPUTS
-                     if not (name == CONFIG_FILE and _same_config(config, out_dir)))
-        _fit(config, out_dir, resume)
+        _fit(config, out_dir, resume, source, folder)
         return finish_run(out_dir, config, time.perf_counter() - started)
 
 
@@ -217,34 +266,30 @@ def _same_config(config: ExperimentConfig, out_dir: Path) -> bool:
         return False
 
 
-#: files a run folder holds (see the module docstring).
-RUN_OUTPUTS: tuple[str, ...] = (CONFIG_FILE, "stats.json", BEST, LAST, "metrics.csv", "curves.png")
-
-
-def _fit(config: ExperimentConfig, out_dir: Path, resume: bool) -> None:
-    """Statistics, task, callbacks and ``trainer.fit`` of :func:`train`."""
+def _fit(config: ExperimentConfig, out_dir: Path, resume: bool, source: str | Path | None,
+         folder: OutputFolder) -> None:
+    """Statistics, task, callbacks and ``trainer.fit`` of :func:`train`, in its run folder."""
     last = out_dir / LAST
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
 
     pipeline = build_pipeline(config)
     stats = None
     resume_at = None
-    if resume:  # same statistics as the interrupted run, whatever the data folder holds now
-        checkpoint = read_checkpoint(last)
-        stats = ChannelStats.from_dict(checkpoint_meta(checkpoint, last)["normalization"])
-        progress = mid_epoch_progress(checkpoint)
+    if resume:  # the checkpoint's model, pipeline and statistics, whatever the config says now
+        config, pipeline, stats = resume_setup(config, pipeline, last, source)
+        progress = mid_epoch_progress(read_checkpoint(last))
         if progress is not None:  # interrupted mid-epoch: skip the patches it trained on
             resume_at = (int(progress["epoch"]), int(progress["batches_done"]) * config.data.batch_size)
-        del checkpoint
+    # ``--config RUN/config.yaml --out RUN --resume``: the run's own config, kept as it is
+    keep_config = _same_config(config, out_dir) or (resume and folder.is_input(out_dir / CONFIG_FILE))
+    folder.claim(name for name in RUN_OUTPUTS if not (name == CONFIG_FILE and keep_config))
     datamodule = build_datamodule(config, pipeline, stats, resume_at)
     datamodule.setup("fit")
     stats = datamodule.stats
     assert stats is not None  # setup computed them
     class_counts = count_classes(datamodule) if needs_class_counts(config.loss) else None
-    if rank_zero_only.rank == 0:
-        if not _same_config(config, out_dir):
-            save_config(config, out_dir / CONFIG_FILE)
-        stats.save(out_dir / "stats.json")
+    if rank_zero_only.rank == 0 and not keep_config:
+        save_config(config, out_dir / CONFIG_FILE)
 
     task = SegmentationTask(config, pipeline, stats, class_counts=class_counts)
     monitor = config.trainer.monitor
@@ -256,10 +301,9 @@ def _fit(config: ExperimentConfig, out_dir: Path, resume: bool) -> None:
     common = {"dirpath": out_dir, "save_top_k": 1, "auto_insert_metric_name": False,
               "enable_version_counter": False, "save_on_train_epoch_end": True}
     callbacks: list[Callback] = [
-        AtomicModelCheckpoint(filename=BEST.removesuffix(".ckpt"), monitor=monitor, mode=mode,
-                              **common),
-        AtomicModelCheckpoint(filename=LAST.removesuffix(".ckpt"), monitor=None, **common),
-        EpochHistory(out_dir / "metrics.csv"),
+        ModelCheckpoint(filename=BEST.removesuffix(".ckpt"), monitor=monitor, mode=mode, **common),
+        ModelCheckpoint(filename=LAST.removesuffix(".ckpt"), monitor=None, **common),
+        EpochHistory(out_dir / HISTORY_FILE),
     ]
     if config.trainer.patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.trainer.patience,
@@ -267,11 +311,7 @@ def _fit(config: ExperimentConfig, out_dir: Path, resume: bool) -> None:
     stop = GracefulStop(last)  # SIGINT/SIGTERM: save last.ckpt at the next safe point, then stop
     callbacks.append(stop)
     trainer = build_trainer(config, out_dir, callbacks)
-    with warnings.catch_warnings(), stop.catching_signals():
-        # a CPU run with few batches is intended here, not a performance problem
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*number of training batches.*")
-        warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before.*")
+    with known_warnings_silenced(), stop.catching_signals():
         try:
             trainer.fit(task, datamodule=datamodule, ckpt_path=last if resume else None,
                         weights_only=True)
@@ -284,20 +324,15 @@ def _fit(config: ExperimentConfig, out_dir: Path, resume: bool) -> None:
 
 
 def finish_run(out_dir: Path, config: ExperimentConfig, seconds: float) -> RunResult:
-    """Read back the run folder (works whichever process trained) and draw the curves."""
+    """Read back the run folder (works whichever process trained)."""
     best = out_dir / BEST
-    history = read_history(out_dir / "metrics.csv") if (out_dir / "metrics.csv").is_file() else []
+    history = read_history(out_dir / HISTORY_FILE) if (out_dir / HISTORY_FILE).is_file() else []
     meta: dict[str, Any] = {}
     best_epoch = 0
     if best.is_file():
         checkpoint = read_checkpoint(best)
         meta = checkpoint_meta(checkpoint, best)
         best_epoch = int(checkpoint.get("epoch", 0))
-    if rank_zero_only.rank == 0 and history:
-        from slidemap.plots.curves import plot_training_curves
-        from slidemap.plots.io import save_figure
-
-        save_figure(plot_training_curves({config.name: history}), out_dir / "curves.png")
     result = RunResult(
         out_dir=out_dir, best_checkpoint=best, last_checkpoint=out_dir / LAST, history=history,
         threshold=float(meta.get("threshold", 0.5)), best_epoch=best_epoch, seconds=seconds,
