@@ -314,7 +314,7 @@ def burn_mask(
             window = Window(0, start, src.width, rows)
             probability = src.read(1, window=window)
             ids = rasterize_ids(polygons, start, rows, src.width, tree)
-            stats.add(ids, probability, info.ground_areas.pixel_areas_m2(start, 0, rows, src.width)
+            stats.add(ids, probability, info.ground_areas.label_areas_m2(ids, len(polygons), start)
                       if ids.any() else None)
             status = reader.status(window)
             status[(status == STATUS_ASSESSABLE) & ~np.isfinite(probability)] = STATUS_OUTSIDE

@@ -102,14 +102,14 @@ class ZonalStats:
         self.max_prob = np.full(n + 1, -np.inf, dtype=np.float64)
 
     def add(self, ids: np.ndarray, probability: np.ndarray,
-            pixel_area_m2: np.ndarray | None = None) -> None:
+            label_areas_m2: np.ndarray | None = None) -> None:
         """Accumulate one strip: ``ids (h, w)`` from :func:`rasterize_ids`, ``probability (h, w)``
-        (NaN = nodata), optionally the ground area of each pixel ``(h, w)`` m²
-        (:meth:`slidemap.io.ground.GroundAreas.pixel_areas_m2`)."""
+        (NaN = nodata), optionally the ground area of each polygon's pixels in the strip,
+        ``(n + 1,)`` m² (:meth:`slidemap.io.ground.GroundAreas.label_areas_m2`: every pixel
+        of the polygon, filled holes included)."""
         size = self.count.size
-        if pixel_area_m2 is not None:  # every pixel of the polygon, filled holes included
-            inside = ids > 0
-            self.area_m2 += np.bincount(ids[inside], weights=pixel_area_m2[inside], minlength=size)
+        if label_areas_m2 is not None:
+            self.area_m2 += label_areas_m2
             self.has_areas = True
         valid = (ids > 0) & np.isfinite(probability)
         labels, values = ids[valid], probability[valid].astype(np.float64)

@@ -37,8 +37,11 @@ from pyproj.crs.coordinate_operation import LambertAzimuthalEqualAreaConversion
 
 from slidemap.errors import InputError
 
-#: spacing of the exactly measured sample pixels of a large window (px).
-SAMPLE_STEP_PX = 16
+#: spacing of the exactly measured sample pixels of a large window (px), at most.
+SAMPLE_STEP_PX = 64
+#: ground distance between two sample pixels, at most (m): the area's curvature over it is
+#: far below 1e-6 relative in any CRS (cos² of the latitude over 0.5 km included).
+SAMPLE_STEP_M = 500.0
 #: windows up to this many pixels are measured pixel by pixel.
 EXACT_LIMIT_PX = 65_536
 
@@ -174,6 +177,7 @@ class GroundAreas:
         self.transform = Affine(*tuple(transform)[:6])
         self.width, self.height = int(width), int(height)
         self._last: tuple[tuple[int, int, int, int], np.ndarray] | None = None
+        self._last_cells: tuple[tuple[Any, ...], np.ndarray] | None = None
         geodetic = self.crs.geodetic_crs
         self._to_equal_area: pyproj.Transformer | None = None
         self._unit_area = abs(self.transform.determinant) * _linear_unit_m(self.crs) ** 2
@@ -230,11 +234,11 @@ class GroundAreas:
         cols = np.arange(col_off, col_off + width)
         if height * width <= EXACT_LIMIT_PX or self._to_equal_area is None:
             return self._corner_areas(rows, cols)
-        sample_rows = _samples(rows)
-        sample_cols = _samples(cols)
+        sample_rows = _samples(rows, self._sample_step)
+        sample_cols = _samples(cols, self._sample_step)
         coarse = self._corner_areas(sample_rows, sample_cols)
-        along_cols = _interp_axis(coarse, sample_cols, cols, axis=1)
-        return _interp_axis(along_cols, sample_rows, rows, axis=0)
+        along_cols = _interp_axis(coarse, sample_cols, cols, axis=1)  # small: sample rows only
+        return _interp_rows(along_cols, sample_rows, rows)
 
     def pixel_area_m2(self, row: float, col: float) -> float:
         """Ground area of the pixel at ``(row, col)`` (fractional: the pixel there), m²."""
@@ -243,23 +247,95 @@ class GroundAreas:
         return float(self._corner_areas(r, c)[0, 0])
 
     @functools.cached_property
+    def _sample_step(self) -> int:
+        """Pixels between exactly measured samples: :data:`SAMPLE_STEP_PX`, fewer for pixels
+        so large that it would span more than :data:`SAMPLE_STEP_M` of ground."""
+        side = math.sqrt(self.centre_pixel_area_m2)
+        return max(1, min(SAMPLE_STEP_PX, int(SAMPLE_STEP_M // side)))
+
+    @functools.cached_property
     def centre_pixel_area_m2(self) -> float:
         """Ground area of the raster's centre pixel, m² (for thresholds in m²)."""
         return self.pixel_area_m2(self.height // 2, self.width // 2)
 
     def mask_area_m2(self, mask: np.ndarray, row_off: int = 0, col_off: int = 0) -> float:
-        """Ground area of the ``True`` pixels of ``mask (h, w)`` placed at ``(row_off, col_off)``, m²."""
+        """Ground area of the ``True`` pixels of ``mask (h, w)`` placed at ``(row_off, col_off)``, m².
+
+        A large window is summed by cells of :attr:`_sample_step` pixels: each cell's count
+        of ``True`` pixels times the exact area of its centre pixel (the area varies by less
+        than 3e-4 across a 500 m cell even in Web Mercator at 60° N; summed over a strip the
+        difference from per-pixel areas is ~1e-6), many times faster than per-pixel areas.
+        """
         mask = np.asarray(mask, dtype=bool)
-        if not mask.any():
+        height, width = mask.shape
+        if self._exact(height, width):
+            if not mask.any():
+                return 0.0
+            return float(np.sum(self.pixel_areas_m2(row_off, col_off, height, width), where=mask))
+        step = self._sample_step
+        by_cols = np.add.reduceat(mask.view(np.uint8), np.arange(0, width, step), axis=1,
+                                  dtype=np.int64)
+        counts = np.add.reduceat(by_cols, np.arange(0, height, step), axis=0)
+        if not counts.any():
             return 0.0
-        areas = self.pixel_areas_m2(row_off, col_off, *mask.shape)
-        return float(areas[mask].sum())
+        return float((counts * self._cell_areas(row_off, col_off, height, width)).sum())
+
+    def label_areas_m2(self, labels: np.ndarray, n_labels: int, row_off: int = 0,
+                       col_off: int = 0) -> np.ndarray:
+        """Ground area of the pixels of each label of ``labels (h, w)`` (0 = none, 1..n_labels)
+        placed at ``(row_off, col_off)``: ``(n_labels + 1,) float64`` m² (index 0 unused).
+        Large windows by cells, as :meth:`mask_area_m2`."""
+        labels = np.asarray(labels)
+        height, width = labels.shape
+        rows, cols = np.nonzero(labels)
+        values = labels[rows, cols]
+        if self._exact(height, width):
+            weights = self.pixel_areas_m2(row_off, col_off, height, width)[rows, cols]
+        else:
+            step = self._sample_step
+            weights = self._cell_areas(row_off, col_off, height, width)[rows // step, cols // step]
+        return np.bincount(values, weights=weights, minlength=n_labels + 1)
+
+    def _exact(self, height: int, width: int) -> bool:
+        return height * width <= EXACT_LIMIT_PX or self._to_equal_area is None
+
+    def _cell_areas(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
+        """Exact area of the centre pixel of every cell of :attr:`_sample_step` pixels of a
+        window, ``(ceil(h / step), ceil(w / step))`` (the last window's kept)."""
+        key = ("cells", int(row_off), int(col_off), int(height), int(width))
+        if self._last_cells is not None and self._last_cells[0] == key:
+            return self._last_cells[1]
+        step = self._sample_step
+        rows, cols = -(-height // step), -(-width // step)
+        centre_rows = np.minimum(row_off + step * np.arange(rows) + step // 2, row_off + height - 1)
+        centre_cols = np.minimum(col_off + step * np.arange(cols) + step // 2, col_off + width - 1)
+        cells = self._corner_areas(centre_rows, centre_cols)
+        self._last_cells = (key, cells)
+        return cells
 
 
-def _samples(index: np.ndarray) -> np.ndarray:
-    """Every :data:`SAMPLE_STEP_PX`-th of ``index``, with its last element."""
-    picked = index[::SAMPLE_STEP_PX]
+def _samples(index: np.ndarray, step: int = SAMPLE_STEP_PX) -> np.ndarray:
+    """Every ``step``-th of ``index``, with its last element."""
+    picked = index[::step]
     return picked if picked[-1] == index[-1] else np.append(picked, index[-1])
+
+
+def _interp_rows(values: np.ndarray, at: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Linear interpolation of rows ``values`` (at sample rows ``at``, sorted) to rows
+    ``targets`` (consecutive), one band of rows between two samples at a time (no full-size
+    index copies: a 512 × 10980 strip in a few tens of milliseconds)."""
+    out = np.empty((targets.size, values.shape[1]), np.float64)
+    if at.size == 1:
+        out[:] = values[0]
+        return out
+    first = int(targets[0])
+    for k in range(at.size - 1):
+        lo, hi = int(at[k]), int(at[k + 1])
+        band = slice(lo - first, hi - first + (k == at.size - 2))  # the last band takes its end
+        weight = (np.arange(band.start, band.stop, dtype=np.float64) + first - lo) / (hi - lo)
+        out[band] = values[k]
+        out[band] += weight[:, None] * (values[k + 1] - values[k])
+    return out
 
 
 def _interp_axis(values: np.ndarray, at: np.ndarray, targets: np.ndarray, axis: int) -> np.ndarray:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from slidemap.data.synthetic import generate_dataset, generate_scene
 from slidemap.data.synthetic.patches import SUMMARY_FILE
+from slidemap.data.synthetic.scene import SCENE_FILES
 from slidemap.inference.engine import EngineSpec
 from slidemap.inference.mapping import OUTPUT_NAMES, predict_scene
 from slidemap.inference.predictor import resolve_engine_kind
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 DEMO_CONFIG = "demo.yaml"
 #: the model that maps the scene when the comparison has it (else the last one).
 SCENE_MODEL = "UNet-CBAM"
+#: the figure of the mapped scene, beside the comparison's.
+SCENE_MAP = "scene_map.png"
 
 
 def run_demo(
@@ -49,7 +52,10 @@ def run_demo(
     config = load_comparison(DEMO_CONFIG, overrides)
     data = out / "data"
     with holding(out, "demo", overwrite=overwrite) as folder:
-        folder.claim(COMPARISON_OUTPUTS)
+        folder.claim(COMPARISON_OUTPUTS)  # all refused before any training, not after
+        if scene_size > 0:
+            folder.claim([SCENE_MAP, *(Path("scene") / name for name in OUTPUT_NAMES.values()),
+                          *(Path("scene") / "input" / name for name in SCENE_FILES.values())])
         if not (data / SUMMARY_FILE).is_file():  # reuse the dataset of an earlier demo
             log.info("synthesising %d patches into %s", config.synthetic_patches, data)
             generate_dataset(data, n_patches=config.synthetic_patches, seed=config.base.trainer.seed)
@@ -76,7 +82,7 @@ def map_scene(result: ComparisonResult, out: Path, size_px: int, seed: int, engi
     figure = plot_scene_map(paths["image"], out / OUTPUT_NAMES["probability"],
                             out / OUTPUT_NAMES["gpkg"], rgb_bands=rgb,
                             title=f"{name} on a synthetic {size_px} x {size_px} px scene")
-    map_png = save_figure(figure, result.out_dir / "scene_map.png")
+    map_png = save_figure(figure, result.out_dir / SCENE_MAP)
     result.figures.append(
         (f"Scene mapping: {name} on a synthetic {size_px} px Sentinel-2 scene + 30 m DEM "
          f"(probability, mapped landslides outlined)", map_png))
