@@ -230,9 +230,13 @@ def scene_dem(size: int = 64) -> np.ndarray:
     return np.broadcast_to(100.0 + 3.0 * rows, (size, size)).astype(np.float32).copy()
 
 
-def write_scene(folder: Path, size: int = 64) -> tuple[Path, Path]:
+#: ``predict`` on the torch engine: no ONNX export of the tiny checkpoint first (faster).
+TORCH_ENGINE = ("--engine", "torch")
+
+
+def write_scene(folder: Path, size: int = 64, seed: int = 0) -> tuple[Path, Path]:
     """A valid scene (``image.tif`` with B4, B8 described) and ``dem.tif`` on its grid."""
-    image = write_raster(folder / "image.tif", scene_image(size), descriptions=("B4", "B8"))
+    image = write_raster(folder / "image.tif", scene_image(size, seed), descriptions=("B4", "B8"))
     dem = write_raster(folder / "dem.tif", scene_dem(size))
     return image, dem
 

@@ -28,7 +28,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(
     argv = ["train", "--config", config, "--data", data]
 
     proc = start_cli([*argv, "--out", killed])
-    wait_for(lambda: (killed / "last.ckpt").is_file(), proc, timeout=120, what="the first last.ckpt")
+    wait_for(lambda: (killed / "last.ckpt").is_file(), proc, timeout=600, what="the first last.ckpt")
     sigkill(proc)  # during epoch 2 (epoch 1's checkpoint was just renamed into place)
     epochs_done = torch.load(killed / "last.ckpt", weights_only=True)["epoch"]
     assert epochs_done < EPOCHS - 1, "the kill came too late to test a resume"

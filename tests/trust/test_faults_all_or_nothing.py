@@ -20,14 +20,13 @@ from slidemap.io.cog import CogWriter, RasterLayer
 from slidemap.io.geotiff import gdal_failures_raised, inspect_raster
 from slidemap.io.outputs import OutputFolder
 from tests.trust.conftest import (
+    TORCH_ENGINE,
     UTM,
     assert_no_output,
     assert_one_line_error,
     final_files,
     make_split_folder,
     run_cli,
-    scene_dem,
-    scene_image,
     sigkill,
     start_cli,
     temporaries,
@@ -36,23 +35,14 @@ from tests.trust.conftest import (
     write_scene,
 )
 
-FAST = ["--engine", "torch"]
-
-
-def _noisy_scene(folder: Path, size: int) -> tuple[Path, Path]:
-    """A scene whose probability map compresses badly (random pixels): big outputs."""
-    image = write_raster(folder / "image.tif", scene_image(size, seed=5), descriptions=("B4", "B8"))
-    dem = write_raster(folder / "dem.tif", scene_dem(size))
-    return image, dem
-
 
 def test_predict_onto_a_full_disk_leaves_nothing_and_says_so(
     tmp_path: Path, scene_checkpoint: Path, small_disk, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    image, dem = _noisy_scene(tmp_path / "scene", 256)
+    image, dem = write_scene(tmp_path / "scene", 256, seed=5)
     out = small_disk(48) / "out"
     result = run_cli(capsys, ["predict", "--checkpoint", scene_checkpoint, image, "--dem", dem,
-                              "--out", out, "--no-postprocess", *FAST])
+                              "--out", out, "--no-postprocess", *TORCH_ENGINE])
     assert_one_line_error(result, "probability.tif", "full")
     assert_no_output(out)
 
@@ -62,7 +52,7 @@ def test_patch_predictions_onto_a_full_disk_leave_nothing(
 ) -> None:
     data = make_split_folder(tmp_path / "data", n=6, size=64)
     out = small_disk(48) / "pred"
-    result = run_cli(capsys, ["predict", "--checkpoint", l4s_checkpoint, data, "--out", out, *FAST])
+    result = run_cli(capsys, ["predict", "--checkpoint", l4s_checkpoint, data, "--out", out, *TORCH_ENGINE])
     assert result.code != 0 and "Traceback" not in result.err
     line = result.err.strip().splitlines()[-1]
     assert ": error: " in line and ".h5" in line and "space" in line.lower(), line
@@ -110,7 +100,7 @@ def test_predict_into_a_read_only_folder_is_one_line(
     image, dem = write_scene(tmp_path / "scene")
     for out in (read_only_folder, read_only_folder / "sub"):
         result = run_cli(capsys, ["predict", "--checkpoint", scene_checkpoint, image, "--dem", dem,
-                                  "--out", out, *FAST])
+                                  "--out", out, *TORCH_ENGINE])
         assert_one_line_error(result, read_only_folder.name)
         assert any(w in result.err for w in ("Read-only", "Permission denied")), result.err
         assert_no_output(read_only_folder)
@@ -125,7 +115,7 @@ def test_a_bad_second_scene_stops_the_run_before_the_first_is_written(
     second.write_text("not a raster")
     out = tmp_path / "out"
     result = run_cli(capsys, ["predict", "--checkpoint", scene_checkpoint, first, second,
-                              "--dem", dem, "--out", out, *FAST])
+                              "--dem", dem, "--out", out, *TORCH_ENGINE])
     assert_one_line_error(result, "second.tif", "cannot read")
     assert_no_output(out)
 
@@ -135,16 +125,17 @@ def test_a_scene_killed_after_its_probability_map_leaves_none_of_its_outputs(
 ) -> None:
     """The five outputs are a set: killed while the mask is written (pass 3), the finished
     probability map must not appear alone."""
-    image, dem = _noisy_scene(tmp_path / "scene", 1024)
+    image, dem = write_scene(tmp_path / "scene", 1024, seed=5)
     out = tmp_path / "out"
     proc = start_cli(["predict", "--checkpoint", scene_checkpoint, image, "--dem", dem, "--out", out,
                       "--engine", "torch", "--window", "256", "--min-area", "0", "--max-hole-area", "0"])
 
-    def mask_started() -> bool:
+    def probability_done() -> bool:  # published (staged, or final in an older slidemap)
         return (out / "probability.tif").exists() or any(
-            p.name.endswith("mask.tif") for p in temporaries(out))
+            p.name.endswith(("-probability.tif", "mask.tif")) and "scratch-probability" not in p.name
+            for p in temporaries(out))
 
-    wait_for(mask_started, proc, timeout=300, what="the mask pass")
+    wait_for(probability_done, proc, timeout=600, what="the probability map")
     sigkill(proc)
     assert final_files(out) == [], "a partial set of outputs appeared under final names"
 

@@ -16,6 +16,7 @@ import yaml
 
 from slidemap.io.outputs import MANIFEST
 from tests.trust.conftest import (
+    TORCH_ENGINE,
     assert_one_line_error,
     final_files,
     make_split_folder,
@@ -26,8 +27,6 @@ from tests.trust.conftest import (
     write_h5,
     write_scene,
 )
-
-FAST = ["--engine", "torch"]
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -54,7 +53,7 @@ def test_predict_into_its_own_input_folder_keeps_the_ground_truth_masks(
         data = make_split_folder(tmp_path / "data", n=2)
         out = data / "mask"
     before = _snapshot(data)
-    result = run_cli(capsys, ["predict", "--checkpoint", l4s_checkpoint, data, "--out", out, *FAST])
+    result = run_cli(capsys, ["predict", "--checkpoint", l4s_checkpoint, data, "--out", out, *TORCH_ENGINE])
     assert_one_line_error(result, "mask_0.h5", "input")
     assert _snapshot(data) == before, "the ground truth was touched"
 
@@ -69,7 +68,7 @@ def test_a_dem_named_like_an_output_in_out_is_never_replaced(
     os.replace(dem, disguised)
     before = _snapshot(out)
     result = run_cli(capsys, ["predict", "--checkpoint", scene_checkpoint, image, "--dem", disguised,
-                              "--out", out, "--overwrite", *FAST])
+                              "--out", out, "--overwrite", *TORCH_ENGINE])
     assert_one_line_error(result, "probability.tif", "input")
     assert _snapshot(out) == before
 
@@ -82,7 +81,7 @@ def test_a_scene_named_like_an_output_in_out_is_never_replaced(
     os.replace(image, disguised)
     before = _snapshot(tmp_path / "out")
     result = run_cli(capsys, ["predict", "--checkpoint", scene_checkpoint, disguised, "--dem", dem,
-                              "--out", tmp_path / "out", *FAST])
+                              "--out", tmp_path / "out", *TORCH_ENGINE])
     assert_one_line_error(result, "mask.tif", "input")
     assert _snapshot(tmp_path / "out") == before
 
@@ -94,7 +93,7 @@ def test_out_as_a_symbolic_link_to_the_input_folder_is_seen_through(
     link = tmp_path / "predictions"
     link.symlink_to(data, target_is_directory=True)
     before = _snapshot(data)
-    result = run_cli(capsys, ["predict", "--checkpoint", l4s_checkpoint, data, "--out", link, *FAST])
+    result = run_cli(capsys, ["predict", "--checkpoint", l4s_checkpoint, data, "--out", link, *TORCH_ENGINE])
     assert_one_line_error(result, "mask_0.h5", "input")
     assert _snapshot(data) == before
 
@@ -108,7 +107,7 @@ def test_an_output_name_hard_linked_to_an_input_is_refused_even_with_overwrite(
     os.link(dem, out / "probability.tif")  # the same file under an output's name
     before = dem.read_bytes()
     result = run_cli(capsys, ["predict", "--checkpoint", scene_checkpoint, image, "--dem", dem,
-                              "--out", out, "--overwrite", *FAST])
+                              "--out", out, "--overwrite", *TORCH_ENGINE])
     assert_one_line_error(result, "probability.tif", "input")
     assert dem.read_bytes() == before
 
@@ -122,7 +121,7 @@ def test_a_file_slidemap_did_not_write_is_never_replaced(
     (out / "summary.json").write_text('{"my": "own notes"}')
     for overwrite in ([], ["--overwrite"]):
         result = run_cli(capsys, ["predict", "--checkpoint", scene_checkpoint, image, "--dem", dem,
-                                  "--out", out, *overwrite, *FAST])
+                                  "--out", out, *overwrite, *TORCH_ENGINE])
         assert_one_line_error(result, "summary.json", "not written by slidemap")
         assert (out / "summary.json").read_text() == '{"my": "own notes"}'
         assert final_files(out) == ["summary.json"], "a refused run wrote outputs"
@@ -138,7 +137,7 @@ def test_a_symbolic_link_under_an_output_name_is_refused_and_its_target_kept(
     out.mkdir()
     (out / "landslides.geojson").symlink_to(precious)
     result = run_cli(capsys, ["predict", "--checkpoint", scene_checkpoint, image, "--dem", dem,
-                              "--out", out, "--overwrite", *FAST])
+                              "--out", out, "--overwrite", *TORCH_ENGINE])
     assert_one_line_error(result, "landslides.geojson", "symbolic link")
     assert precious.read_text() == "{}"
 
@@ -148,7 +147,7 @@ def test_earlier_outputs_are_replaced_only_with_overwrite_and_hand_edits_never(
 ) -> None:
     image, dem = write_scene(tmp_path / "scene")
     out = tmp_path / "out"
-    argv = ["predict", "--checkpoint", scene_checkpoint, image, "--dem", dem, "--out", out, *FAST]
+    argv = ["predict", "--checkpoint", scene_checkpoint, image, "--dem", dem, "--out", out, *TORCH_ENGINE]
     assert run_cli(capsys, argv).code == 0
     assert json.loads((out / MANIFEST).read_text())["files"].keys() >= {"probability.tif", "summary.json"}
     first = _snapshot(out)
@@ -176,11 +175,11 @@ def test_out_that_is_an_existing_file_is_one_line(
     out = tmp_path / "out.txt"
     out.write_text("not a folder")
     result = run_cli(capsys, ["predict", "--checkpoint", scene_checkpoint, image, "--dem", dem,
-                              "--out", out, *FAST])
+                              "--out", out, *TORCH_ENGINE])
     assert_one_line_error(result, "out.txt", "not a folder")
     assert out.read_text() == "not a folder"
     below = run_cli(capsys, ["predict", "--checkpoint", scene_checkpoint, image, "--dem", dem,
-                             "--out", out / "sub", *FAST])
+                             "--out", out / "sub", *TORCH_ENGINE])
     assert_one_line_error(below, "out.txt", "a file")
 
 

@@ -17,19 +17,15 @@ from slidemap.errors import OutputError
 from slidemap.io.atomic import TMP_PREFIX, clean_stale_temporaries
 from slidemap.io.outputs import LOCK, OutputFolder
 from tests.trust.conftest import (
+    TORCH_ENGINE,
     assert_one_line_error,
     final_files,
     run_cli,
-    scene_dem,
-    scene_image,
     start_cli,
     temporaries,
     wait_for,
-    write_raster,
     write_scene,
 )
-
-FAST = ["--engine", "torch"]
 
 
 def _dead_pid() -> int:
@@ -49,20 +45,20 @@ def live_pid() -> int:
 def test_a_second_run_into_a_folder_in_use_is_refused_and_the_first_completes(
     tmp_path: Path, scene_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    size = 768
-    image = write_raster(tmp_path / "scene" / "image.tif", scene_image(size), descriptions=("B4", "B8"))
-    dem = write_raster(tmp_path / "scene" / "dem.tif", scene_dem(size))
+    image, dem = write_scene(tmp_path / "scene", 768)
     out = tmp_path / "out"
     argv = ["predict", "--checkpoint", scene_checkpoint, image, "--dem", dem, "--out", out,
-            "--window", "128", *FAST]
+            "--window", "128", *TORCH_ENGINE]
     first = start_cli(argv)
     try:
-        wait_for(lambda: bool(temporaries(out)), first, timeout=120, what="the first run's temporaries")
+        wait_for(lambda: bool(temporaries(out)), first, timeout=600, what="the first run's temporaries")
         second = run_cli(capsys, argv)
         assert_one_line_error(second, "out", "in use", str(first.pid))
         assert temporaries(out), "the refused run removed the first run's temporaries"
-    finally:
-        assert first.wait(timeout=300) == 0, first.stderr.read().decode() if first.stderr else ""
+    except BaseException:
+        first.kill()
+        raise
+    assert first.wait(timeout=600) == 0, first.stderr.read().decode() if first.stderr else ""
     assert {"probability.tif", "mask.tif", "summary.json"} <= set(final_files(out))
     assert not (out / LOCK).exists(), "the lock outlived its run"
 
@@ -75,7 +71,7 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(
     out.mkdir()
     (out / LOCK).write_text(json.dumps({"pid": _dead_pid(), "host": "here", "command": "predict"}))
     result = run_cli(capsys, ["predict", "--checkpoint", scene_checkpoint, image, "--dem", dem,
-                              "--out", out, *FAST])
+                              "--out", out, *TORCH_ENGINE])
     assert result.code == 0, result.err
     assert "summary.json" in final_files(out) and not (out / LOCK).exists()
 
@@ -91,7 +87,7 @@ def test_only_temporaries_of_processes_that_are_gone_are_removed(
     for path in (alive, dead):
         path.write_bytes(b"II*\x00 half a probability map")
     result = run_cli(capsys, ["predict", "--checkpoint", scene_checkpoint, image, "--dem", dem,
-                              "--out", out, *FAST])
+                              "--out", out, *TORCH_ENGINE])
     assert result.code == 0, result.err
     assert alive.exists(), "a live process's temporary was deleted"
     assert not dead.exists(), "a dead process's temporary was left"

@@ -64,9 +64,9 @@ def test_sigterm_during_training_saves_last_ckpt_and_the_resume_is_exact(
     config, data, reference = resume_setup
     run = tmp_path / "run"
     proc = start_cli(["train", "--config", config, "--data", data, "--out", run])
-    wait_for(lambda: (run / "last.ckpt").is_file(), proc, timeout=120, what="the first last.ckpt")
+    wait_for(lambda: (run / "last.ckpt").is_file(), proc, timeout=600, what="the first last.ckpt")
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=600)
     assert_interrupted(proc.returncode, err.decode(), signal.SIGTERM, "last.ckpt", "--resume")
     resumed = run_cli_subprocess(["train", "--config", config, "--data", data, "--out", run, "--resume"])
     assert resumed.code == 0, resumed.err
@@ -165,16 +165,12 @@ def test_sigterm_while_exporting_leaves_nothing(
 def test_an_external_sigterm_during_predict_cleans_up_after_itself(
     tmp_path: Path, scene_checkpoint: Path
 ) -> None:
-    from tests.trust.conftest import scene_dem, scene_image, write_raster
-
-    size = 512
-    image = write_raster(tmp_path / "scene" / "image.tif", scene_image(size), descriptions=("B4", "B8"))
-    dem = write_raster(tmp_path / "scene" / "dem.tif", scene_dem(size))
+    image, dem = write_scene(tmp_path / "scene", 512)
     out = tmp_path / "out"
     proc = start_cli(["predict", "--checkpoint", scene_checkpoint, image, "--dem", dem, "--out", out,
                       "--engine", "torch", "--window", "128"])
-    wait_for(lambda: bool(temporaries(out)), proc, timeout=120, what="a temporary output")
+    wait_for(lambda: bool(temporaries(out)), proc, timeout=600, what="a temporary output")
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=600)
     assert proc.returncode == 128 + signal.SIGTERM, err.decode()
     assert final_files(out) == [] and temporaries(out) == [] and not (out / LOCK).exists()
