@@ -160,6 +160,10 @@ def test_earlier_outputs_are_replaced_only_with_overwrite_and_hand_edits_never(
     assert replaced.code == 0, replaced.err
     assert json.loads((out / "summary.json").read_text())["threshold"] == 0.01
 
+    with open(out / "mask.tif.aux.xml", "a", encoding="utf-8") as fh:  # QGIS adds statistics
+        fh.write("<!-- statistics -->\n")
+    assert run_cli(capsys, [*argv, "--overwrite"]).code == 0, "GIS software's sidecar edit blocked"
+
     with open(out / "summary.json", "a", encoding="utf-8") as fh:  # a user's edit
         fh.write(" ")
     edited = (out / "summary.json").read_bytes()

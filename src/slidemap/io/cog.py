@@ -34,9 +34,10 @@ from rasterio.windows import Window
 from slidemap.errors import OutputError
 from slidemap.io.atomic import atomic_path, describe_os_error, temporary_path, write_text_atomic
 from slidemap.io.geotiff import BLOCK_PX, RasterInfo, gdal_failures_raised, output_profile
+from slidemap.io.outputs import PAM_SIDECAR
 
 #: Suffix of GDAL's sidecar for what a format cannot store (here: category names).
-PAM_SUFFIX = ".aux.xml"
+PAM_SUFFIX = PAM_SIDECAR
 
 
 @dataclass(frozen=True)

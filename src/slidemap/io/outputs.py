@@ -18,7 +18,7 @@ Every command that writes (``predict``, ``evaluate``, ``export``, ``train``, ``c
   command; a symbolic link or a folder under an output's name is refused too;
 - **sets** (:meth:`OutputFolder.output_set`): the files written inside are kept under
   their temporary names and renamed together at the end, with SIGINT and SIGTERM deferred
-  during the renames: all of a scene's five outputs appear, or none;
+  during the renames: all of a scene's outputs appear, or none;
 - **temporaries** of processes that are gone are removed from every folder written into;
   those of a live process never are.
 
@@ -65,6 +65,8 @@ LOCK = ".slidemap-lock"
 MANIFEST_FORMAT = 1
 #: file names slidemap keeps for itself in an output folder.
 RESERVED = (MANIFEST, LOCK)
+#: GDAL's sidecar of a raster's extra metadata (``mask.tif.aux.xml``).
+PAM_SIDECAR = ".aux.xml"
 
 
 def is_secondary_rank() -> bool:
@@ -390,7 +392,7 @@ class OutputFolder:
                 "choose another --out", final)
         if final in self._written:
             return
-        if not written_by_slidemap(final):
+        if not written_by_slidemap(final) and not self._sidecar_of_ours(final):
             raise OutputError(
                 "exists and was not written by slidemap (or was changed since); it is never "
                 "replaced: move it away or choose another --out", final)
@@ -424,6 +426,15 @@ class OutputFolder:
                      "version, or copied): %s", self.folder, ", ".join(p.name for p, _ in pairs))
             self._record(pairs)
         return [p.name for p, _ in pairs]
+
+    def _sidecar_of_ours(self, final: Path) -> bool:
+        """Whether ``final`` is GDAL's ``<raster>.aux.xml`` beside a raster slidemap wrote:
+        GIS software rewrites that sidecar (statistics, histograms) whenever it shows the
+        raster, so an edit of it does not make it a user's file."""
+        if not final.name.endswith(PAM_SIDECAR):
+            return False
+        raster = final.with_name(final.name[: -len(PAM_SIDECAR)])
+        return raster in self._written or written_by_slidemap(raster)
 
     def claim(self, names: Iterable[str | Path]) -> None:
         """Check every output this command will write (names relative to the folder, or
