@@ -42,6 +42,106 @@ MonitorName = Literal["val_f1", "val_best_f1", "val_loss", "val_pr_auc"]
 
 
 @dataclass
+class PhotometricAugment:
+    """Photometric jitter of the optical bands, before the features are computed.
+
+    Each patch is jittered with chance ``probability``; every non-zero strength then draws
+    its own amount. Amounts are relative, so they mean the same for reflectance (0–1) and
+    8-bit (0–255) bands; the band set says which units a band has (``Band.full_scale``).
+
+    Attributes:
+        probability: chance that a training patch is jittered; 0 = off.
+        brightness: gain drawn from ``[1 - b, 1 + b]``.
+        contrast: deviation from each band's mean scaled by ``[1 - c, 1 + c]``.
+        gamma: exponent ``exp(U(-log(1 + g), log(1 + g)))`` on values over the band's full scale.
+        saturation: colour deviation from grey scaled by ``[1 - s, 1 + s]`` (needs red, green, blue).
+        hue: rotation of the colour plane by up to ``hue`` turns (needs red, green, blue).
+        blur: chance of a Gaussian blur of the optical bands.
+        blur_sigma_px: largest blur sigma, pixels (drawn from ``[0.3, blur_sigma_px]``).
+        noise: largest sensor-noise standard deviation, as a fraction of full scale.
+    """
+
+    probability: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    gamma: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+    blur: float = 0.0
+    blur_sigma_px: float = 1.0
+    noise: float = 0.0
+
+
+@dataclass
+class ElevationAugment:
+    """Jitter of the elevation bands (DEM/DSM), before the terrain features are computed.
+
+    Attributes:
+        probability: chance that a training patch is jittered; 0 = off.
+        relief: relief about the patch median scaled by ``[1 - r, 1 + r]`` (steeper or
+            gentler terrain: slope, relief and hillshade change with it).
+        offset_m: whole surface shifted by up to ``± offset_m`` metres (another altitude;
+            slope, relief and hillshade unchanged, and a no-op with ``elevation: relative``).
+    """
+
+    probability: float = 0.0
+    relief: float = 0.0
+    offset_m: float = 0.0
+
+
+@dataclass
+class CropAugment:
+    """Random resized crops (scale augmentation) of the model input, after the features.
+
+    A square-ish window (side ``U(min_scale, 1)`` of the patch side, aspect ratio within
+    ``[1/max_aspect, max_aspect]``) is cut out and resized back to the patch size (bilinear
+    for the input channels, nearest for the mask), so the network sees the ground at up to
+    ``1/min_scale`` times its resolution. Features keep their physical values (slope in
+    degrees is computed before the zoom).
+
+    Attributes:
+        probability: chance that a training patch is cropped; 0 = off.
+        min_scale: smallest crop side as a fraction of the patch side, in (0, 1].
+        max_aspect: largest ratio between the crop's sides (>= 1).
+    """
+
+    probability: float = 0.0
+    min_scale: float = 0.6
+    max_aspect: float = 1.25
+
+
+@dataclass
+class AugmentationConfig:
+    """Training augmentations beyond the flips and rotations of ``data.augment`` (all off by
+    default; ``data.augment: false`` switches these off too)."""
+
+    photometric: PhotometricAugment = field(default_factory=PhotometricAugment)
+    elevation: ElevationAugment = field(default_factory=ElevationAugment)
+    crop: CropAugment = field(default_factory=CropAugment)
+
+
+@dataclass
+class HoldoutConfig:
+    """Validation on spatial blocks of the training areas (when ``data.val_path`` is null).
+
+    Patches are placed on their scene's grid by their ``<row>_<col>`` ids (pixel offsets);
+    the grid is cut into square blocks of ``block_px`` pixels and a ``fraction`` of the
+    blocks of every training area (at least one per area) is held out for validation.
+    Training patches that overlap a held-out patch are dropped as well (patches overlap
+    50 %), so no validation pixel is ever trained on.
+
+    Attributes:
+        fraction: share of each area's blocks used for validation; 0 = no block split.
+        block_px: block side in scene pixels.
+        seed: which blocks are drawn (fixed, independent of the training seed).
+    """
+
+    fraction: float = 0.0
+    block_px: int = 512
+    seed: int = 0
+
+
+@dataclass
 class DataConfig:
     """Where the patches are and how a model's input is made from them.
 
@@ -49,21 +149,29 @@ class DataConfig:
         root: a Landslide4Sense root (``TrainData/ValidData/TestData``) or the other public
             layout; ``--data`` on the command line replaces it. Relative paths are taken
             from the working directory.
-        train_path, val_path, test_path: per-split folders (``img/`` + ``mask/``), for
-            custom layouts; each one given replaces that split of ``root``.
+        train_path, val_path, test_path: per-split folders (``img/`` + ``mask/``, or any
+            layout the reader knows), for custom layouts; each one given replaces that split
+            of ``root``. ``train_path`` and ``val_path`` may be lists of folders (several
+            areas): their patches are pooled, with ids qualified by the folder name
+            (``area_A/1024_1152``) so that ids repeated across areas stay distinct. A null
+            ``val_path`` without ``root`` means no separate validation data: validation on
+            ``holdout`` blocks of the training areas, or none at all.
         band_set: registry name (``l4s14``) or an inline band-set definition.
         features: auxiliary feature names appended after the bands (paper §2.4).
         pixel_size_m: pixel spacing for terrain features, metres; None = the band set's.
         elevation: ``absolute`` or ``relative`` (per-patch median removed from the DEM).
         batch_size: patches per batch and per process.
         num_workers: DataLoader worker processes (0 = load in the main process).
-        augment: random flips and 90° rotations of training patches.
+        augment: random flips and 90° rotations of training patches; ``false`` switches
+            every training augmentation off (``augmentation`` included).
+        augmentation: photometric, elevation and scale augmentation (off by default).
+        holdout: validation on spatial blocks of the training areas.
         cache: keep the computed input channels of every patch in memory.
     """
 
     root: str | None = None
-    train_path: str | None = None
-    val_path: str | None = None
+    train_path: str | list[str] | None = None
+    val_path: str | list[str] | None = None
     test_path: str | None = None
     band_set: str | dict[str, Any] = "l4s14"
     features: list[str] = field(default_factory=lambda: list(PAPER_FEATURES))
@@ -72,6 +180,8 @@ class DataConfig:
     batch_size: int = 16
     num_workers: int = 0
     augment: bool = True
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    holdout: HoldoutConfig = field(default_factory=HoldoutConfig)
     cache: bool = True
 
 
@@ -114,6 +224,25 @@ class ScheduleConfig:
 
 
 @dataclass
+class AveragingConfig:
+    """Weight averaging (Lightning's ``WeightAveraging`` callback): the checkpoints hold
+    the averaged weights, and validation runs on them.
+
+    Attributes:
+        name: ``none``; ``ema`` (exponential moving average after every optimiser step,
+            ``decay`` per step); ``swa`` (equal-weight average of the weights at the end of
+            every epoch, stochastic weight averaging).
+        decay: EMA decay per optimiser step.
+        start_epoch: first epoch (0-based) whose weights enter the average; before it the
+            checkpoints and validation use the plain weights.
+    """
+
+    name: Literal["none", "ema", "swa"] = "none"
+    decay: float = 0.999
+    start_epoch: int = 0
+
+
+@dataclass
 class TrainerConfig:
     """Lightning Trainer settings.
 
@@ -137,6 +266,7 @@ class TrainerConfig:
             ``<run>/tensorboard/`` (needs ``pip install 'slidemap[tensorboard]'``).
         channels_last: train with weights and batches in the ``channels_last`` memory
             format (faster convolutions on CPUs and on GPUs with mixed precision).
+        averaging: weight averaging (EMA or SWA), off by default.
     """
 
     max_epochs: int = 100
@@ -155,6 +285,7 @@ class TrainerConfig:
     progress: bool = True
     tensorboard: bool = False
     channels_last: bool = True
+    averaging: AveragingConfig = field(default_factory=AveragingConfig)
 
 
 @dataclass
@@ -217,7 +348,9 @@ class CompareConfig:
     ``base`` is the shared experiment; each entry of ``models`` replaces its model (and
     applies its overrides). ``split`` is the split the table is computed on;
     ``features_patch`` the patch of the features figure (default: the first panel patch);
-    ``synthetic_patches`` the size of the dataset ``slidemap demo`` generates.
+    ``synthetic_patches`` the size of the dataset ``slidemap demo`` generates. ``seeds``
+    trains every model once per seed (``trainer.seed`` replaced): Table 1 is then the mean ±
+    std over seeds with block-bootstrap F1 intervals; empty = one run at ``trainer.seed``.
     """
 
     name: str = "compare"
@@ -228,6 +361,7 @@ class CompareConfig:
     activations: ActivationsConfig = field(default_factory=ActivationsConfig)
     features_patch: str | None = None
     synthetic_patches: int = 240
+    seeds: list[int] = field(default_factory=list)
 
     def experiments(self, source: str | Path = "<config>") -> dict[str, ExperimentConfig]:
         """Display name -> the resolved, validated experiment of each model, in config order.
@@ -420,6 +554,43 @@ def _check_names(config: ExperimentConfig, source: str) -> None:
                        "trainer.patience": config.trainer.patience}.items():
         if value < 0:
             raise ConfigError(f"{key!r} must be >= 0, got {value}", source)
+    _check_recipe(config, source)
+
+
+def _check_recipe(config: ExperimentConfig, source: str) -> None:
+    """Ranges of the augmentation, hold-out and averaging settings (probabilities in
+    [0, 1], strengths >= 0, a hold-out fraction below 1, an EMA decay in (0, 1))."""
+    augmentation = config.data.augmentation
+    sections = {"data.augmentation.photometric": augmentation.photometric,
+                "data.augmentation.elevation": augmentation.elevation,
+                "data.augmentation.crop": augmentation.crop}
+    for prefix, section in sections.items():
+        for item in dataclasses.fields(section):
+            value = getattr(section, item.name)
+            key = f"{prefix}.{item.name}"
+            if value < 0:
+                raise ConfigError(f"{key!r} must be >= 0, got {value}", source)
+            if item.name in ("probability", "blur") and value > 1:
+                raise ConfigError(f"{key!r} is a probability and must lie in [0, 1], got {value}", source)
+    crop = augmentation.crop
+    if not 0 < crop.min_scale <= 1:
+        raise ConfigError(f"'data.augmentation.crop.min_scale' must lie in (0, 1], got {crop.min_scale}", source)
+    if crop.max_aspect < 1:
+        raise ConfigError(f"'data.augmentation.crop.max_aspect' must be >= 1, got {crop.max_aspect}", source)
+    holdout = config.data.holdout
+    if not 0 <= holdout.fraction < 1:
+        raise ConfigError(f"'data.holdout.fraction' must lie in [0, 1), got {holdout.fraction}", source)
+    if holdout.block_px < 1:
+        raise ConfigError(f"'data.holdout.block_px' must be positive, got {holdout.block_px}", source)
+    averaging = config.trainer.averaging
+    if not 0 < averaging.decay < 1:
+        raise ConfigError(f"'trainer.averaging.decay' must lie in (0, 1), got {averaging.decay}", source)
+    if averaging.start_epoch < 0:
+        raise ConfigError(f"'trainer.averaging.start_epoch' must be >= 0, got {averaging.start_epoch}", source)
+    for key in ("train_path", "val_path"):
+        value = getattr(config.data, key)
+        if isinstance(value, list) and not value:
+            raise ConfigError(f"'data.{key}' is an empty list; give at least one folder or null", source)
 
 
 def _check_band_set(data: DataConfig, source: str) -> None:
@@ -602,6 +773,8 @@ def load_compare_config(path: str | Path, overrides: Sequence[str] = ()) -> Comp
     names = [v.name for v in config.models]
     if len(set(names)) != len(names):
         raise ConfigError(f"model variant names repeat: {names}", resolved)
+    if len(set(config.seeds)) != len(config.seeds):
+        raise ConfigError(f"'seeds' repeat: {config.seeds}", resolved)
     config.experiments(resolved)
     return config
 

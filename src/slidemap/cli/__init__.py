@@ -22,7 +22,7 @@ from collections.abc import Sequence
 #: command name -> module under slidemap.cli (dashes become underscores).
 COMMANDS: tuple[str, ...] = (
     "demo", "synth", "synth-scene", "features", "train", "evaluate", "compare",
-    "predict", "export", "models",
+    "predict", "export", "models", "crossval",
 )
 
 

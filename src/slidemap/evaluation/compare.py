@@ -16,21 +16,35 @@ activations.png     the maps of one layer of one model for one patch (Fig. 3)
 features.png        true colour and the seven feature maps of one patch (Fig. 2)
 report.md/.html     all of the above; the HTML embeds its images
 ==================  ========================================================================
+
+With ``seeds`` every model is trained once per seed (``<out>/runs/<slug>/seed<k>/``) and
+Table 1 is the mean ± std over seeds, with a 95 % block-bootstrap interval of each model's
+F1 and of every pair's F1 difference (paired: the same resampled blocks for both models);
+the report says which differences are larger than the noise. The figures show the first
+seed's models.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from slidemap.config import CompareConfig, resolve_data_path, save_config
+from slidemap.config import CompareConfig, ExperimentConfig, resolve_data_path, save_config
 from slidemap.data.l4s import read_image
 from slidemap.errors import ConfigError
+from slidemap.evaluation.bootstrap import (
+    BootstrapResult,
+    block_bootstrap,
+    describe_differences,
+    patch_blocks,
+)
 from slidemap.evaluation.evaluate import (
     Evaluation,
     evaluate_checkpoint,
@@ -40,6 +54,7 @@ from slidemap.evaluation.evaluate import (
     write_metrics,
 )
 from slidemap.evaluation.report import build_report
+from slidemap.evaluation.seeds import seed_html_table, seed_markdown_table, write_seed_table
 from slidemap.evaluation.table import write_table
 from slidemap.io.checkpoint import load_checkpoint
 from slidemap.training.run import RunResult, train
@@ -68,13 +83,76 @@ class ComparisonResult:
     title: str = ""
     figures: list[tuple[str, Path]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    seeds: SeedComparison | None = None
 
     def rebuild_report(self) -> None:
         """Write ``report.md``/``report.html`` again from :attr:`figures` and :attr:`notes`
         (after a caller appended its own, e.g. the demo's scene map)."""
+        tables = None if self.seeds is None else self.seeds.tables()
         self.report_md, self.report_html = build_report(
-            self.out_dir, self.title, self.metrics, self.figures, self.notes
+            self.out_dir, self.title, self.metrics, self.figures, self.notes, tables=tables
         )
+
+
+@dataclass
+class SeedComparison:
+    """The models of a comparison over several seeds.
+
+    Attributes:
+        seeds: the training seeds.
+        metrics: display name -> one ``metrics.json`` per seed (on the comparison split).
+        bootstrap: block-bootstrap F1 intervals of every model and paired difference.
+    """
+
+    seeds: list[int]
+    metrics: dict[str, list[dict[str, float | int]]]
+    bootstrap: BootstrapResult
+
+    def tables(self) -> tuple[str, str]:
+        return (seed_markdown_table(self.metrics, intervals=self.bootstrap),
+                seed_html_table(self.metrics, intervals=self.bootstrap))
+
+    def notes(self) -> list[str]:
+        """What the table means, and which F1 differences are larger than the noise."""
+        b = self.bootstrap
+        return [
+            f"Table 1: mean ± std over seeds {', '.join(map(str, self.seeds))} "
+            f"({len(self.seeds)} runs per model). F1 {100 * b.confidence:.0f} % CI: percentile "
+            f"block bootstrap of the seed-mean F1 over the split's patches ({b.n_blocks} blocks "
+            f"of neighbouring patches, {b.n_resamples} resamples); differences are paired "
+            "(the same resampled blocks for both models).",
+            *describe_differences(b),
+        ]
+
+
+def seeded(experiment: ExperimentConfig, seed: int) -> ExperimentConfig:
+    """``experiment`` with ``trainer.seed`` replaced."""
+    changed = copy.deepcopy(experiment)
+    changed.trainer.seed = int(seed)
+    return changed
+
+
+def compare_seeds(config: CompareConfig, experiments: dict[str, ExperimentConfig], data: Path,
+                  out_dir: Path, first_runs: dict[str, RunResult]) -> SeedComparison:
+    """Train every model for every seed after the first (whose runs are ``first_runs``),
+    score each on the comparison split, and bootstrap F1 over blocks of its patches."""
+    metrics: dict[str, list[dict[str, float | int]]] = {}
+    counts = []
+    ids: list[str] = []
+    for name, experiment in experiments.items():
+        metrics[name], per_seed = [], []
+        for seed in config.seeds:
+            run = first_runs[name] if seed == config.seeds[0] else train(
+                seeded(experiment, seed), out_dir / "runs" / slug(name) / f"seed{seed}", overwrite=True)
+            evaluation = evaluate_checkpoint(run.best_checkpoint, data, config.split)
+            write_metrics(evaluation.metrics, run.out_dir / f"metrics_{config.split}.json")
+            metrics[name].append(evaluation.metrics)
+            ids = list(evaluation.patch_counts)
+            per_seed.append([evaluation.patch_counts[i] for i in ids])
+        counts.append(per_seed)
+    blocks, block_strata = patch_blocks(ids)
+    bootstrap = block_bootstrap(list(experiments), np.asarray(counts), blocks, block_strata)
+    return SeedComparison(list(config.seeds), metrics, bootstrap)
 
 
 def slug(name: str) -> str:
@@ -150,7 +228,11 @@ def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResu
     result = ComparisonResult(out_dir=out_dir)
     for name, experiment in experiments.items():
         log.info("training %s (%s)", name, experiment.model.name)
-        result.runs[name] = train(experiment, out_dir / "runs" / slug(name), overwrite=True)
+        if config.seeds:
+            result.runs[name] = train(seeded(experiment, config.seeds[0]), out_dir / "runs"
+                                      / slug(name) / f"seed{config.seeds[0]}", overwrite=True)
+        else:
+            result.runs[name] = train(experiment, out_dir / "runs" / slug(name), overwrite=True)
 
     refs = split_refs(data, config.split)
     panel_ids = select_panel_ids(refs, config.panels.count, config.panels.ids)
@@ -161,7 +243,11 @@ def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResu
         evaluations[name] = evaluation
         result.metrics[name] = evaluation.metrics
 
-    table = write_table(result.metrics, out_dir)
+    if config.seeds:
+        result.seeds = compare_seeds(config, experiments, data, out_dir, result.runs)
+        table = write_seed_table(result.seeds.metrics, out_dir, intervals=result.seeds.bootstrap)
+    else:
+        table = write_table(result.metrics, out_dir)
     figures = write_figures(evaluations, out_dir, panel_ids)
     from slidemap.plots.curves import plot_training_curves
     from slidemap.plots.io import save_figure
@@ -193,11 +279,13 @@ def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResu
     notes = [
         f"Data: {data}, {len(refs)} patches in the {config.split} split; metrics over all "
         "pixels of the split from one confusion matrix.",
-        "Each model's threshold maximises F1 on the validation split (column 'Threshold').",
+        "Each model's threshold is its checkpoint's: the validation max-F1, or the config's "
+        "fixed value (column 'Threshold').",
         *(f"{name}: {run.out_dir.relative_to(out_dir)} (best epoch {run.best_epoch + 1} of "
           f"{len(run.history)}, {run.seconds:.0f} s)" for name, run in result.runs.items()),
         f"Table files: {table.markdown.name}, {table.csv.name}, {table.json.name}. "
         f"Total time {result.seconds:.0f} s.",
+        *(result.seeds.notes() if result.seeds is not None else []),
     ]
     order = ("curves", "roc", "pr", "confusion", "panels", "features", "activations")
     result.title = f"slidemap comparison: {config.name}"

@@ -56,6 +56,8 @@ class Evaluation:
         samples: patch id -> :class:`PatchPrediction`, for the ids asked for.
         model_name: registry name of the network.
         rgb_bands: channel indices of red, green, blue in ``PatchPrediction.bands``.
+        patch_counts: patch id -> its ``(tp, fp, fn, tn)`` int64 at the threshold (they
+            sum to ``counts``), for bootstraps over patches.
     """
 
     metrics: dict[str, float | int]
@@ -64,6 +66,7 @@ class Evaluation:
     samples: dict[str, PatchPrediction] = field(default_factory=dict)
     model_name: str = ""
     rgb_bands: tuple[int, int, int] = (0, 1, 2)
+    patch_counts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def split_refs(data: str | Path, split: str | None = "test") -> list[PatchRef]:
@@ -148,9 +151,11 @@ def evaluate_checkpoint(
     counts = ConfusionCounts()
     keep = set(keep_ids)
     probabilities: dict[str, np.ndarray] = {}
+    patch_counts: dict[str, np.ndarray] = {}
     for ids, prob, mask in predict_split(loaded, refs, batch_size, device):
         curves.update(prob, mask)
         counts = counts + ConfusionCounts.from_predictions(prob >= threshold, mask)
+        patch_counts.update(zip(ids, per_patch_counts(prob >= threshold, mask), strict=True))
         for i, patch_id in enumerate(ids):
             if patch_id in keep:
                 probabilities[patch_id] = prob[i].numpy()
@@ -168,7 +173,23 @@ def evaluate_checkpoint(
              metrics["f1"], metrics["iou"], threshold)
     return Evaluation(metrics=metrics, curves=curves, counts=counts,
                       samples={i: samples[i] for i in keep_ids if i in samples},
-                      model_name=loaded.model_name, rgb_bands=rgb)  # type: ignore[arg-type]
+                      model_name=loaded.model_name, rgb_bands=rgb,  # type: ignore[arg-type]
+                      patch_counts=patch_counts)
+
+
+def per_patch_counts(predicted: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+    """``(B, 4)`` int64 ``(tp, fp, fn, tn)`` of each patch; pixels labelled 255 are ignored.
+
+    Args:
+        predicted: ``(B, H, W)`` bool. mask: ``(B, H, W)`` integer {0, 1, 255}.
+    """
+    truth, labelled = mask == 1, (mask == 0) | (mask == 1)
+    predicted = predicted & labelled
+    tp = (predicted & truth).flatten(1).sum(1)
+    fp = (predicted & ~truth).flatten(1).sum(1)
+    fn = (~predicted & truth).flatten(1).sum(1)
+    tn = labelled.flatten(1).sum(1) - tp - fp - fn
+    return torch.stack([tp, fp, fn, tn], dim=1).to(torch.int64).numpy()
 
 
 def json_safe(metrics: dict[str, float | int]) -> dict[str, float | int | None]:

@@ -110,6 +110,7 @@ def build_report(
     figures: Sequence[tuple[str, str | Path]],
     notes: Sequence[str] = (),
     columns: Sequence[str] = TABLE_COLUMNS,
+    tables: tuple[str, str] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` into ``out_dir``, atomically.
 
@@ -121,6 +122,8 @@ def build_report(
         figures: (caption, image path) pairs in display order; the files must exist.
         notes: free-text remarks listed at the end (e.g. data, threshold selection).
         columns: metric keys shown in the table.
+        tables: ``(markdown, html)`` of a table made elsewhere (e.g. mean ± std over
+            seeds), shown instead of the one of ``table_rows``.
 
     Returns:
         ``(md_path, html_path)``.
@@ -130,10 +133,9 @@ def build_report(
     missing = [str(path) for _, path in resolved if not path.is_file()]
     if missing:
         raise FileNotFoundError(f"report figures not found: {', '.join(missing)}")
-    md_blocks = _blocks(
-        _markdown_markup(out_dir), title, markdown_table(table_rows, columns), resolved, notes
-    )
-    html_blocks = _blocks(_HTML_MARKUP, title, html_table(table_rows, columns), resolved, notes)
+    md_table, html_text = tables or (markdown_table(table_rows, columns), html_table(table_rows, columns))
+    md_blocks = _blocks(_markdown_markup(out_dir), title, md_table, resolved, notes)
+    html_blocks = _blocks(_HTML_MARKUP, title, html_text, resolved, notes)
     md_path = write_text_atomic(out_dir / "report.md", "\n".join(md_blocks))
     html_path = write_text_atomic(out_dir / "report.html", _html_page(title, html_blocks))
     return md_path, html_path

@@ -41,6 +41,7 @@ from slidemap.errors import ConfigError
 from slidemap.features import InputPipeline
 from slidemap.io.atomic import clean_stale_temporaries
 from slidemap.io.checkpoint import checkpoint_meta, read_checkpoint
+from slidemap.training.averaging import AveragedWeights
 from slidemap.training.callbacks import AtomicModelCheckpoint, EpochHistory, read_history
 from slidemap.training.losses import needs_class_counts
 from slidemap.training.task import SegmentationTask
@@ -81,6 +82,15 @@ def build_pipeline(config: ExperimentConfig) -> InputPipeline:
     )
 
 
+def resolve_data_paths(path: str | list[str] | None) -> Path | list[Path] | None:
+    """One data path or a list of them, each found by :func:`~slidemap.config.resolve_data_path`."""
+    if path is None:
+        return None
+    if isinstance(path, list):
+        return [resolve_data_path(item) for item in path]
+    return resolve_data_path(path)
+
+
 def build_datamodule(
     config: ExperimentConfig, pipeline: InputPipeline, stats: ChannelStats | None = None
 ) -> L4SDataModule:
@@ -92,14 +102,29 @@ def build_datamodule(
     if data.root is None and data.train_path is None:
         raise ConfigError("no training data: give --data DIR (or data.root / data.train_path)")
     root, train_path, val_path, test_path = (
-        None if path is None else resolve_data_path(path)
+        resolve_data_paths(path)
         for path in (data.root, data.train_path, data.val_path, data.test_path)
     )
     return L4SDataModule(
         root, pipeline, batch_size=data.batch_size, num_workers=data.num_workers,
         augment=data.augment, stats=stats, cache=data.cache, train_path=train_path,
         val_path=val_path, test_path=test_path, seed=config.trainer.seed,
+        augmentation=data.augmentation, holdout=data.holdout,
     )
+
+
+def check_without_validation(config: ExperimentConfig) -> None:
+    """A run without validation data chooses nothing on it: a fixed threshold, no early
+    stopping; ``best.ckpt`` is then the last epoch's. :class:`ConfigError` otherwise."""
+    if not isinstance(config.threshold, float):
+        raise ConfigError(
+            "no validation data (data.val_path is null and data.holdout.fraction is 0), so "
+            "'threshold: best_f1' has nothing to choose on; fix it (e.g. threshold: 0.5), give "
+            "data.val_path, or hold out blocks of the training areas (data.holdout.fraction)")
+    if config.trainer.patience > 0:
+        raise ConfigError(
+            "no validation data (data.val_path is null and data.holdout.fraction is 0), so "
+            "early stopping has nothing to watch; set trainer.patience: 0 or give validation data")
 
 
 def count_classes(datamodule: L4SDataModule) -> tuple[int, int]:
@@ -137,8 +162,10 @@ def tensorboard_logger(out_dir: Path) -> Any:
                              default_hp_metric=False)
 
 
-def build_trainer(config: ExperimentConfig, out_dir: Path, callbacks: list[Callback]) -> L.Trainer:
-    """The Lightning Trainer of ``config.trainer`` writing into ``out_dir``."""
+def build_trainer(config: ExperimentConfig, out_dir: Path, callbacks: list[Callback],
+                  validates: bool = True) -> L.Trainer:
+    """The Lightning Trainer of ``config.trainer`` writing into ``out_dir`` (no validation
+    loop when ``validates`` is false)."""
     tc = config.trainer
     progress = show_progress(config)
     if progress:
@@ -153,7 +180,7 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, callbacks: list[Callb
         precision=tc.precision,
         deterministic=tc.deterministic,
         limit_train_batches=tc.limit_train_batches,
-        limit_val_batches=tc.limit_val_batches,
+        limit_val_batches=tc.limit_val_batches if validates else 0,
         log_every_n_steps=tc.log_every,
         num_sanity_val_steps=0,
         logger=tensorboard_logger(out_dir) if tc.tensorboard else False,
@@ -198,6 +225,9 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     if resume:  # same statistics as the interrupted run, whatever the data folder holds now
         stats = ChannelStats.from_dict(checkpoint_meta(read_checkpoint(last), last)["normalization"])
     datamodule = build_datamodule(config, pipeline, stats)
+    validates = datamodule.has_split("valid")
+    if not validates:
+        check_without_validation(config)
     datamodule.setup("fit")
     stats = datamodule.stats
     assert stats is not None  # setup computed them
@@ -206,8 +236,8 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
         save_config(config, out_dir / "config.yaml")
         stats.save(out_dir / "stats.json")
 
-    task = SegmentationTask(config, pipeline, stats, class_counts=class_counts)
-    monitor = config.trainer.monitor
+    task = SegmentationTask(config, pipeline, stats, class_counts=class_counts, validates=validates)
+    monitor = config.trainer.monitor if validates else None
     mode = "min" if monitor == "val_loss" else "max"
     # Two checkpoint callbacks: Lightning 2.6 writes ``save_last`` only in epochs that also
     # improved the monitored metric, so "last" is a checkpoint of its own, without a monitor.
@@ -217,14 +247,17 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
               "enable_version_counter": False, "save_on_train_epoch_end": True}
     callbacks: list[Callback] = [
         AtomicModelCheckpoint(filename=BEST.removesuffix(".ckpt"), monitor=monitor, mode=mode,
-                              **common),
+                              **common),  # without validation: the last epoch, like last.ckpt
         AtomicModelCheckpoint(filename=LAST.removesuffix(".ckpt"), monitor=None, **common),
         EpochHistory(out_dir / "metrics.csv"),
     ]
-    if config.trainer.patience > 0:
+    if config.trainer.patience > 0 and monitor is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.trainer.patience,
                                        check_on_train_epoch_end=True))
-    trainer = build_trainer(config, out_dir, callbacks)
+    averaging = config.trainer.averaging
+    if averaging.name != "none":
+        callbacks.append(AveragedWeights(averaging.name, averaging.decay, averaging.start_epoch))
+    trainer = build_trainer(config, out_dir, callbacks, validates=validates)
     with warnings.catch_warnings():
         # a CPU run with few batches is intended here, not a performance problem
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")

@@ -1,0 +1,1 @@
+"""Workflows: what strings the lower layers together (train and score, compare, crossval)."""
