@@ -1,6 +1,7 @@
 """Exact resume: training SIGKILLed during an epoch and continued with ``--resume`` ends
 with the same weights and the same ``metrics.csv`` as an uninterrupted run (CPU,
-deterministic mode, same seed)."""
+deterministic mode, same seed), with the flips alone and with the whole recipe
+(photometric, elevation and crop augmentation, EMA weight averaging)."""
 
 from __future__ import annotations
 
@@ -30,12 +31,26 @@ CONFIG = {
 }
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+RECIPE = {
+    "augmentation": {
+        "photometric": {"probability": 0.8, "brightness": 0.2, "contrast": 0.2, "gamma": 0.2,
+                        "saturation": 0.2, "hue": 0.05, "blur": 0.5, "noise": 0.02},
+        "elevation": {"probability": 0.8, "relief": 0.3, "offset_m": 5.0},
+        "crop": {"probability": 0.5, "min_scale": 0.6},
+    },
+}
+
+
+@pytest.fixture(scope="module", params=["flips", "recipe"])
+def setup(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("resume")
     data = make_split_folder(root / "data", n=12, size=32)
     config = root / "cfg.yaml"
-    config.write_text(yaml.safe_dump(CONFIG))
+    raw = {**CONFIG, "data": dict(CONFIG["data"]), "trainer": dict(CONFIG["trainer"])}
+    if request.param == "recipe":
+        raw["data"].update(RECIPE)
+        raw["trainer"]["averaging"] = {"name": "ema", "decay": 0.9}
+    config.write_text(yaml.safe_dump(raw))
     return config, data
 
 
