@@ -751,7 +751,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
 
 
 def load_compare_config(path: str | Path, overrides: Sequence[str] = ()) -> CompareConfig:
-    """Read a comparison YAML: ``base`` is inline or a path relative to this file.
+    """Read a comparison YAML: ``base`` is inline or a path relative to this file, and
+    ``base_overrides`` (optional, nested like an experiment) changes it for this comparison.
 
     Overrides address the comparison (``base.trainer.max_epochs=5``, ``split=valid``).
     Every model's resolved experiment is validated here, so a bad variant fails before
@@ -765,6 +766,12 @@ def load_compare_config(path: str | Path, overrides: Sequence[str] = ()) -> Comp
     if not isinstance(base, Mapping):
         raise ConfigError(f"'base' must be a mapping or a file name, got {base!r}", resolved)
     raw["base"] = _deep_update(ExperimentConfig().to_dict(), base)
+    # ``base_overrides`` changes the base file's settings for this comparison only (e.g. a
+    # deployable config trained on every area, compared here with one area left out)
+    base_overrides = raw.pop("base_overrides", None) or {}
+    if not isinstance(base_overrides, Mapping):
+        raise ConfigError(f"'base_overrides' must be a mapping, got {base_overrides!r}", resolved)
+    _deep_update(raw["base"], base_overrides)
     raw = apply_overrides(raw, overrides, resolved)
     config = _build(CompareConfig, raw, "", str(resolved))
     _check_names(config.base, str(resolved))
