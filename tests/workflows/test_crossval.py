@@ -109,3 +109,22 @@ def test_paired_intervals_need_the_same_areas_and_patches(crossval_out: Path) ->
         run.patch_counts.pop(next(iter(run.patch_counts)))
     with pytest.raises(ConfigError, match="same"):
         bootstrap_crossvals({"x": result, "y": fewer})
+
+
+def test_crossval_never_writes_into_an_area_and_names_a_broken_result(
+        crossval_out: Path, rgbd_areas: tuple[Path, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    before = sorted(p.name for p in rgbd_areas[0].iterdir())
+    assert main(["crossval", "--config", "configs/rgbd/unet.yaml", "--areas", *map(str, rgbd_areas),
+                 "--out", str(rgbd_areas[0] / "cv"), *TINY]) != 0
+    assert "inside an area" in capsys.readouterr().err
+    assert sorted(p.name for p in rgbd_areas[0].iterdir()) == before
+    broken = crossval_out / "runs" / "area_B" / "seed0" / "heldout.json"
+    original = broken.read_text()
+    try:
+        broken.write_text('{"area": "area_B"')  # truncated by hand
+        assert main(["crossval", "--config", "configs/rgbd/unet.yaml", "--areas",
+                     *map(str, rgbd_areas), "--seeds", "2", "--out", str(crossval_out), *TINY]) != 0
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "heldout.json" in err and "delete it" in err
+    finally:
+        broken.write_text(original)

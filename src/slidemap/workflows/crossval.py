@@ -44,7 +44,7 @@ import yaml
 
 from slidemap.config import ExperimentConfig, experiment_from_dict, save_config
 from slidemap.data.l4s import area_names, find_patches
-from slidemap.errors import ConfigError
+from slidemap.errors import ConfigError, InputError
 from slidemap.evaluation.bootstrap import BootstrapResult, block_bootstrap, patch_blocks
 from slidemap.io.atomic import write_text_atomic
 
@@ -152,7 +152,16 @@ def _finished(run_dir: Path, experiment: ExperimentConfig) -> CrossvalRun | None
     heldout = run_dir / HELDOUT_FILE
     if not heldout.is_file():
         return None
-    return CrossvalRun.from_dict(json.loads(heldout.read_text(encoding="utf-8")))
+    return read_heldout(heldout)
+
+
+def read_heldout(path: Path) -> CrossvalRun:
+    """A run's ``heldout.json``; :class:`InputError` naming it when it is unreadable."""
+    try:
+        return CrossvalRun.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"is not a readable cross-validation result ({exc}); delete it to "
+                         "train and score this run again", path) from None
 
 
 def run_crossval(config: ExperimentConfig, areas: Sequence[str | Path], seeds: Sequence[int],
@@ -184,6 +193,10 @@ def run_crossval(config: ExperimentConfig, areas: Sequence[str | Path], seeds: S
         find_patches(folder)
     names = area_names(folders)
     out_dir = Path(out_dir)
+    for folder in folders:
+        if out_dir.resolve().is_relative_to(folder.resolve()):
+            raise ConfigError("the output folder lies inside an area's data; choose another --out",
+                              out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     runs: list[CrossvalRun] = []
@@ -344,10 +357,11 @@ def load_crossval(out_dir: str | Path) -> CrossvalResult:
     """A finished cross-validation read back from its folder (``crossval.json`` and each
     run's ``heldout.json``)."""
     out_dir = Path(out_dir)
-    data = json.loads((out_dir / "crossval.json").read_text(encoding="utf-8"))
-    runs = []
-    for entry in data["runs"]:
-        heldout = Path(entry["run_dir"]) / HELDOUT_FILE
-        runs.append(CrossvalRun.from_dict(json.loads(heldout.read_text(encoding="utf-8"))))
+    table = out_dir / "crossval.json"
+    try:
+        data = json.loads(table.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"is not a finished cross-validation ({exc})", table) from None
+    runs = [read_heldout(Path(entry["run_dir"]) / HELDOUT_FILE) for entry in data["runs"]]
     return CrossvalResult(out_dir=out_dir, areas=list(data["areas"]), seeds=list(data["seeds"]),
                           runs=runs, summary=data["summary"], seconds=float(data["seconds"]))
