@@ -107,13 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown variants {unknown}; see --list")
     log_path = RESULTS / "recipe_search.json"
-    entries = json.loads(log_path.read_text()) if log_path.is_file() else {}
     for name in args.variants:
         config_name, overrides = VARIANTS[name]
         config = load_config(config_name, overrides)
         result = run_crossval(config, areas, list(range(args.seeds)), RESULTS / "loao" / name,
                               jobs=args.jobs)
         key = f"{name} x{args.seeds}"
+        # read again just before writing: several searches may run at once
+        entries = json.loads(log_path.read_text()) if log_path.is_file() else {}
         entries[key] = row(name, config_name, overrides, result)
         write_log(entries)
         print(f"{key}: mean F1 {entries[key]['mean_f1']:.3f} {entries[key]['f1_by_direction']}",
