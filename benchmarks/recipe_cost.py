@@ -8,8 +8,11 @@ augmentation, serving a patch with the config's augmentation (photometric/elevat
 recomputes the features), and one optimiser step of the model on a batch (forward,
 backward, AdamW), all on real area A patches, alternating, the median of ``--repeats``.
 The ratio (training step + augmented data) / (training step + cached data) scales a quiet
-measurement of seconds per epoch without augmentation to one with it. Prints a table and
-writes ``benchmarks/results/recipe_cost.json``. Without ``../shared/data`` it exits 0.
+measurement of seconds per epoch without augmentation to one with it. Run it on a quiet
+machine: under contention the two-thread training step slows far more than the one-thread
+data path (measured here at load 15: 2.6 s per patch and step against 0.06 s of data), and
+the ratio means nothing. Prints a table and writes ``benchmarks/results/recipe_cost.json``.
+Without ``../shared/data`` it exits 0.
 """
 
 from __future__ import annotations
