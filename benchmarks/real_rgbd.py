@@ -31,9 +31,9 @@ from typing import Any
 
 import torch
 
-from slidemap.config import load_config
 from slidemap.evaluation.bootstrap import Interval, describe_differences
 from slidemap.io.atomic import write_text_atomic
+from slidemap.workflows.configs import load_experiment
 from slidemap.workflows.crossval import (
     ALL_AREAS,
     CrossvalResult,
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         _, config_name, overrides = VARIANTS[name]
         if args.epochs is not None:
             overrides = [*overrides, f"trainer.max_epochs={args.epochs}"]
-        config = load_config(config_name, [*overrides, "trainer.progress=false"])
+        config = load_experiment(config_name, [*overrides, "trainer.progress=false"])
         suffix = "" if args.epochs is None else f"-e{args.epochs}"
         results[name] = run_crossval(config, areas, list(range(args.seeds)),
                                      args.work / f"{name}{suffix}", jobs=args.jobs)

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import torch
 
-from slidemap.config import load_config
 from slidemap.io.atomic import write_text_atomic
 from slidemap.training.run import build_datamodule, build_pipeline
 from slidemap.training.task import SegmentationTask
+from slidemap.workflows.configs import load_experiment
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rgbd-landslides"
@@ -51,12 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = {}
     for name in args.configs.split(","):
-        config = load_config(name, [*args.overrides, f"data.train_path={area}", "data.val_path=null"])
+        config = load_experiment(name, [*args.overrides, f"data.train_path={area}", "data.val_path=null"])
         pipeline = build_pipeline(config)
         module = build_datamodule(config, pipeline)
         module.setup("fit")
         augmented = module._dataset("train")
-        plain_config = load_config(name, [*args.overrides, f"data.train_path={area}",
+        plain_config = load_experiment(name, [*args.overrides, f"data.train_path={area}",
                                           "data.val_path=null", "data.augment=false"])
         plain_module = build_datamodule(plain_config, pipeline, stats=module.stats)
         plain_module.setup("fit")

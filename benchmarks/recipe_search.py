@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from slidemap.config import load_config
 from slidemap.io.atomic import write_text_atomic
+from slidemap.workflows.configs import load_experiment
 from slidemap.workflows.crossval import run_crossval
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     log_path = RESULTS / "recipe_search.json"
     for name in args.variants:
         config_name, overrides = VARIANTS[name]
-        config = load_config(config_name, overrides)
+        config = load_experiment(config_name, overrides)
         result = run_crossval(config, areas, list(range(args.seeds)), RESULTS / "loao" / name,
                               jobs=args.jobs)
         key = f"{name} x{args.seeds}"

@@ -67,9 +67,10 @@ class PeakRss:
         self.peak = max(self.peak, self.process.memory_info().rss)
 
 
-def random_engine() -> TorchEngine:
-    """The demo model (UNet-CBAM, 16 channels, depth 3) with random weights on l4s14 + 7 features."""
-    pipeline = InputPipeline("l4s14", features=DEMO_FEATURES)
+def random_engine(bands: list[str] | None = None) -> TorchEngine:
+    """The demo model (UNet-CBAM, 16 channels, depth 3) with random weights on l4s14 (or the
+    ``bands`` of it) + 7 features."""
+    pipeline = InputPipeline("l4s14", features=DEMO_FEATURES, bands=bands)
     torch.manual_seed(0)
     model = build_model(DEMO_MODEL[0], pipeline.in_channels, **DEMO_MODEL[1])
     n = pipeline.in_channels

@@ -16,14 +16,15 @@ class SlidemapError(Exception):
 
     Args:
         problem: what is wrong and, where possible, how to fix it (one sentence).
-        path: the file or folder at fault, if any; it is named first in the message.
+        path: the file or folder at fault, if any; it is named first in the message (a URL
+            or a text naming a part of a file stays as given).
     """
 
     exit_code = 2
 
     def __init__(self, problem: str, path: str | Path | None = None) -> None:
         self.problem = " ".join(str(problem).split())  # always one line
-        self.path = None if path is None else Path(path)
+        self.path = None if path is None else path if isinstance(path, str) and "://" in path else Path(path)
         super().__init__(self.problem if self.path is None else f"{self.path}: {self.problem}")
 
 

@@ -10,6 +10,7 @@ import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 from torchmetrics.classification import BinaryAUROC
 
+from slidemap.errors import ConfigError
 from slidemap.evaluation.curves import BinnedCurves, compute_metrics
 from slidemap.evaluation.metrics import METRIC_KEYS, ConfusionCounts, metrics_from_counts
 
@@ -47,6 +48,67 @@ def test_roc_auc_bound_is_reached_when_classes_share_one_bin() -> None:
     assert curves.roc_auc() == pytest.approx(0.5)
     assert curves.roc_auc_error_bound() == pytest.approx(0.5)
     assert abs(curves.pr_auc() - 1.0) <= curves.pr_auc_error_bound() + 1e-12
+
+
+def _ordered_in_bins(seed: int, n_bins: int, positive_from: float, negative_to: float,
+                     n: int = 20_000, tie_positives: bool = False):
+    """Scores binned like ``_scores`` but placed inside their bin by class: positives in the
+    upper ``[positive_from, 1)`` of the bin, negatives in the lower ``[0, negative_to)``
+    (all positives of a bin tied at 0.9 with ``tie_positives``): binning then errs one way
+    in every bin, the worst case the bounds describe."""
+    rng = np.random.default_rng(seed)
+    target = (rng.random(n) < 0.1).astype(np.int64)
+    prob = 1.0 / (1.0 + np.exp(1.0 - rng.normal(size=n) - 1.5 * target))
+    bin_index = np.minimum(np.floor(prob * n_bins), n_bins - 1)
+    inside = np.where(target == 1, rng.uniform(positive_from, 1.0, n), rng.uniform(0.0, negative_to, n))
+    if tie_positives:
+        inside = np.where(target == 1, 0.9, inside)
+    return torch.from_numpy((bin_index + inside) / n_bins), torch.from_numpy(target)
+
+
+def _errors_and_bounds(prob: torch.Tensor, target: torch.Tensor, n_bins: int):
+    curves = BinnedCurves(n_bins)
+    curves.update(prob, target)
+    roc_error = abs(curves.roc_auc() - roc_auc_score(target.numpy(), prob.numpy()))
+    ap_error = abs(curves.pr_auc() - average_precision_score(target.numpy(), prob.numpy()))
+    return (roc_error, curves.roc_auc_error_bound()), (ap_error, curves.pr_auc_error_bound())
+
+
+@pytest.mark.parametrize("n_bins", [10, 1000])
+def test_error_bounds_are_reached_when_classes_are_ordered_inside_every_bin(n_bins: int) -> None:
+    # Every same-bin (positive, negative) pair is ordered, and the positives of a bin are
+    # tied above its negatives: the exact AUCs differ from the binned ones by the bounds.
+    prob, target = _ordered_in_bins(0, n_bins, 0.5, 0.5, tie_positives=True)
+    (roc_error, roc_bound), (ap_error, ap_bound) = _errors_and_bounds(prob, target, n_bins)
+    assert roc_error > 1e-4 and ap_error > 1e-4  # the errors are not trivial
+    assert roc_error == pytest.approx(roc_bound, rel=1e-9)
+    assert ap_error == pytest.approx(ap_bound, rel=1e-9)
+
+
+@pytest.mark.parametrize(("n_bins", "positive_from", "negative_to"),
+                         [(10, 0.5, 0.5), (50, 0.3, 0.7), (1000, 0.4, 0.6), (1000, 0.3, 0.7)])
+def test_error_bounds_hold_and_are_within_twice_the_measured_error(
+        n_bins: int, positive_from: float, negative_to: float) -> None:
+    prob, target = _ordered_in_bins(1, n_bins, positive_from, negative_to)
+    for error, bound in _errors_and_bounds(prob, target, n_bins):
+        assert error > 1e-4
+        assert error <= bound + 1e-12
+        assert bound <= 2 * error
+
+
+def test_error_bounds_hold_on_small_sets_with_ties_and_scores_on_edges() -> None:
+    rng = np.random.default_rng(2)
+    checked = 0
+    while checked < 150:
+        n, n_bins, levels = int(rng.integers(2, 40)), int(rng.integers(1, 6)), int(rng.integers(1, 30))
+        target = rng.integers(0, 2, n)
+        if target.min() == target.max():
+            continue
+        prob = rng.integers(0, levels + 1, n) / levels  # heavy ties, 0 and 1, bin edges
+        (roc_error, roc_bound), (ap_error, ap_bound) = _errors_and_bounds(
+            torch.from_numpy(prob), torch.from_numpy(target), n_bins)
+        assert roc_error <= roc_bound + 1e-12 and ap_error <= ap_bound + 1e-12, (prob, target)
+        checked += 1
 
 
 def test_binned_roc_auc_agrees_with_torchmetrics_binned_auroc() -> None:
@@ -114,8 +176,8 @@ def test_counts_at_snaps_a_threshold_between_edges() -> None:
     curves.update(torch.tensor([0.1, 0.31, 0.36, 0.9]), torch.tensor([0, 1, 1, 1]))
     assert curves.snap_threshold(0.33) == pytest.approx(0.3)
     assert curves.counts_at(0.33) == ConfusionCounts(tp=3, fp=0, fn=0, tn=1)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        curves.counts_at(1.5)
+    with pytest.raises(ConfigError, match=r"threshold must lie in \[0, 1\], got 1.5"):
+        curves.counts_at(1.5)  # the one threshold check (slidemap.config.check_threshold)
 
 
 def test_ignore_and_valid_pixels_are_excluded() -> None:
@@ -198,9 +260,3 @@ def test_compute_metrics_has_every_spec_key_in_order() -> None:
     with pytest.raises(ValueError, match="same pixels"):
         compute_metrics(curves, 0.5, counts=ConfusionCounts(tp=1))
 
-
-def test_architecture_contract_names_are_importable_from_metrics() -> None:
-    from slidemap.evaluation.metrics import BinnedCurves as ViaMetrics
-    from slidemap.evaluation.metrics import compute_metrics as compute_via_metrics
-
-    assert ViaMetrics is BinnedCurves and compute_via_metrics is compute_metrics

@@ -76,17 +76,38 @@ def test_valid_mask_excludes_pixels_like_ignore() -> None:
         ConfusionCounts(tp=1, fp=0, fn=0, tn=0),
         ConfusionCounts(tp=0, fp=5, fn=7, tn=100),
         ConfusionCounts(tp=3, fp=0, fn=0, tn=9),
+        ConfusionCounts(tp=17, fp=0, fn=4, tn=0),
     ],
 )
-def test_identities_dice_f1_iou_and_balanced_accuracy(counts: ConfusionCounts) -> None:
+def test_scores_of_counts_match_sklearn_on_weighted_pixels(counts: ConfusionCounts) -> None:
+    # The four cells as four weighted samples: scikit-learn scores exactly those pixels.
+    truth, predicted = [0, 0, 1, 1], [0, 1, 0, 1]
+    weights = [counts.tn, counts.fp, counts.fn, counts.tp]
     m = metrics_from_counts(counts)
-    assert m["dice"] == m["f1"]
+    expected = {
+        "accuracy": skm.accuracy_score(truth, predicted, sample_weight=weights),
+        "precision": skm.precision_score(truth, predicted, sample_weight=weights, zero_division=0),
+        "recall": skm.recall_score(truth, predicted, sample_weight=weights, zero_division=0),
+        "specificity": skm.recall_score(truth, predicted, pos_label=0, sample_weight=weights,
+                                        zero_division=0),
+        "f1": skm.f1_score(truth, predicted, sample_weight=weights, zero_division=0),
+        "dice": skm.f1_score(truth, predicted, sample_weight=weights, zero_division=0),
+        "iou": skm.jaccard_score(truth, predicted, sample_weight=weights, zero_division=0),
+    }
+    if counts.n_positive and counts.n_negative:  # scikit-learn's differ with one class absent
+        expected["balanced_accuracy"] = skm.balanced_accuracy_score(truth, predicted, sample_weight=weights)
+        expected["mcc"] = skm.matthews_corrcoef(truth, predicted, sample_weight=weights)
+    for key, value in expected.items():
+        assert m[key] == pytest.approx(value, abs=1e-12), key
+    # Dice and IoU, each computed on its own, obey Dice = 2·IoU / (1 + IoU)
     assert m["dice"] == pytest.approx(2 * m["iou"] / (1 + m["iou"]), abs=1e-12)
-    if m["precision"] + m["recall"] > 0:
-        assert m["f1"] == pytest.approx(
-            2 * m["precision"] * m["recall"] / (m["precision"] + m["recall"]), abs=1e-12
-        )
-    assert m["balanced_accuracy"] == pytest.approx((m["recall"] + m["specificity"]) / 2)
+
+
+def test_balanced_accuracy_with_one_class_absent_keeps_the_mean_of_recall_and_specificity() -> None:
+    # documented difference from scikit-learn: no landslide pixel gives recall 0, and the
+    # mean with specificity 12/17 (scikit-learn would average the recalls present only)
+    m = metrics_from_counts(ConfusionCounts(tp=0, fp=5, fn=0, tn=12))
+    assert m["balanced_accuracy"] == pytest.approx(0.5 * 12 / 17)
 
 
 def test_no_positive_pixels_gives_zero_recall_and_mcc_not_nan() -> None:

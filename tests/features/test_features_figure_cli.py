@@ -23,13 +23,45 @@ def write_patch(path: Path, n_bands: int = 14, size: int = 24) -> Path:
     return path
 
 
+def _ndvi(bands: np.ndarray) -> np.ndarray:
+    """NDVI of an ``l4s14`` stack by hand: B8 and B4 (indices 7 and 3) in reflectance."""
+    from slidemap.bands import get_band_set
+
+    scale = {band.name: band.physical_per_unit for band in get_band_set("l4s14").bands}
+    nir, red = bands[7] * scale["B8"], bands[3] * scale["B4"]
+    return (nir - red) / (nir + red)
+
+
+def _panels(fig) -> dict[str, object]:
+    return {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+
+
 def test_figure_has_true_colour_and_seven_titled_maps_with_colour_bars() -> None:
     bands = np.random.default_rng(1).uniform(0.2, 3.0, (14, 20, 20)).astype(np.float32)
     fig = plot_feature_maps(bands, "l4s14", pixel_size_m=10.0)
     panels = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in panels] == TITLES
     assert len(fig.axes) == 8 + 7  # the seven maps each have a colour bar
-    assert all(ax.images for ax in panels)
+    by_title = _panels(fig)
+    # the maps show the features of these bands, each stretched 2-98 % with a matching colour bar
+    ndvi = by_title["NDVI"].images[0]
+    np.testing.assert_allclose(ndvi.get_array(), _ndvi(bands.astype(np.float64)), rtol=1e-5, atol=1e-6)
+    for title in TITLES[1:]:
+        image = by_title[title].images[0]
+        shown = np.asarray(image.get_array(), dtype=np.float64)
+        assert image.get_clim() == pytest.approx(tuple(np.percentile(shown, (2, 98))), rel=1e-6), title
+        assert image.colorbar is not None
+        assert image.colorbar.ax.get_ylim() == pytest.approx(image.get_clim(), rel=1e-6), title
+    assert by_title["Elevation (m)"].images[0].get_array().std() > 0
+    # true colour is red, green, blue (B4, B3, B2), not the first three bands
+    rgb = by_title["True colour (RGB)"].images[0].get_array()
+    for channel, band in enumerate((3, 2, 1)):
+        np.testing.assert_allclose(rgb[..., channel], _stretched(bands[band]), atol=1e-6)
+
+
+def _stretched(band: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(band.astype(np.float64), (2, 98))
+    return np.clip((band - lo) / (hi - lo), 0.0, 1.0)
 
 
 def test_figure_for_rgbd_marks_unavailable_maps() -> None:
@@ -48,13 +80,19 @@ def test_true_colour_is_stretched_to_unit_range() -> None:
     assert rgb.shape == (30, 30, 3) and rgb.min() == 0.0 and rgb.max() == 1.0
 
 
-def test_features_command_writes_the_png_atomically(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_features_command_writes_the_png_atomically(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    saved_figures) -> None:
     patch = write_patch(tmp_path / "image_1.h5")
     out = tmp_path / "figs" / "fig2.png"
     assert main(["features", str(patch), "--out", str(out), "--pixel-size", "10", "--dpi", "40"]) == 0
     assert out.read_bytes().startswith(PNG_SIGNATURE)
     assert not list(out.parent.glob(f"{TMP_PREFIX}*"))
     assert str(out) in capsys.readouterr().out
+    fig = saved_figures(out)
+    assert fig.get_suptitle() == "image_1.h5"
+    with h5py.File(patch) as h5:  # the file stores (H, W, C)
+        bands = np.moveaxis(h5["img"][()], -1, 0)
+    np.testing.assert_allclose(_panels(fig)["NDVI"].images[0].get_array(), _ndvi(bands), rtol=1e-5, atol=1e-6)
 
 
 def test_features_command_reports_bad_input_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -68,7 +106,13 @@ def test_features_command_reports_bad_input_in_one_line(tmp_path: Path, capsys: 
 
 
 @pytest.mark.real_data
-def test_features_figure_of_a_real_patch(shared_data: Path, tmp_path: Path) -> None:
+def test_features_figure_of_a_real_patch(shared_data: Path, tmp_path: Path, saved_figures) -> None:
     out = tmp_path / "real.png"
-    assert main(["features", str(shared_data / "l4s-real-unlabelled" / "image_31.h5"), "--out", str(out), "--dpi", "30"]) == 0
+    patch = shared_data / "l4s-real-unlabelled" / "image_31.h5"
+    assert main(["features", str(patch), "--out", str(out), "--dpi", "30"]) == 0
     assert out.read_bytes().startswith(PNG_SIGNATURE)
+    panels = _panels(saved_figures(out))
+    assert list(panels) == TITLES
+    with h5py.File(patch) as h5:
+        bands = np.moveaxis(h5["img"][()], -1, 0).astype(np.float64)
+    np.testing.assert_allclose(panels["NDVI"].images[0].get_array(), _ndvi(bands), rtol=1e-4, atol=1e-5)

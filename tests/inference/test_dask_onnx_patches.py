@@ -38,6 +38,36 @@ def test_dask_with_two_workers_gives_the_single_process_output(tiny_checkpoint, 
     assert single["count"] == distributed["count"] and single["total_area_m2"] == distributed["total_area_m2"]
 
 
+def _refuse_in_this_process(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("a window was predicted in the test's process, not in a Dask worker")
+
+
+@pytest.mark.slow
+def test_cli_process_workers_with_the_onnx_engine_give_the_single_process_output(
+        tiny_checkpoint, make_scene, tmp_path, monkeypatch) -> None:
+    # ``--workers 2``: a LocalCluster of worker processes, each exporting the checkpoint to
+    # ONNX itself (the CLI's default engine); the driver blends their windows in plan order.
+    paths = make_scene(size=72)
+    common = ["predict", "--checkpoint", str(tiny_checkpoint), str(paths["image"]), "--dem",
+              str(paths["dem"]), "--window", "32", "--overlap", "16", "--engine", "onnx",
+              "--threshold", "0.435", "--min-area", "0"]  # about the median probability
+    assert main([*common, "--out", str(tmp_path / "single")]) == 0
+    # from here on, a window predicted in this process fails the test: the workers are
+    # separate processes that import slidemap afresh
+    monkeypatch.setattr(OnnxEngine, "predict_logits", _refuse_in_this_process)
+    assert main([*common, "--workers", "2", "--out", str(tmp_path / "workers")]) == 0
+    for name in ("probability.tif", "mask.tif"):
+        np.testing.assert_array_equal(read_band(tmp_path / "workers" / name),
+                                      read_band(tmp_path / "single" / name))
+    mask = read_band(tmp_path / "single" / "mask.tif")
+    assert 0 < mask.mean() < 1  # both classes: the comparison says something
+    single, workers = (json.loads((tmp_path / run / "summary.json").read_text())
+                       for run in ("single", "workers"))
+    assert single["count"] == workers["count"] > 0
+    assert single["total_area_m2"] == workers["total_area_m2"]
+    assert workers["dask"]["workers"] == 2
+
+
 def test_onnx_probabilities_match_torch(tiny_checkpoint, tmp_path) -> None:
     out = export_onnx(tiny_checkpoint, tmp_path / "model.onnx")
     onnx_engine = OnnxEngine.from_file(out)

@@ -28,12 +28,11 @@ def test_a_10_by_20_pixel_rectangle_at_10m_is_one_valid_20000_m2_polygon() -> No
     probability = np.where(mask, 0.9, 0.1).astype(np.float32)
     probability[5, 10] = 0.7
     stats = ZonalStats(1)
-    stats.add(rasterize_ids(polygons, 0, 40, 50), probability, np.full((40, 50), 30.0), None)
+    stats.add(rasterize_ids(polygons, 0, 40, 50), probability)
     attributes = landslide_attributes(polygons, stats, pixel_area_m2=100.0)
     assert attributes["area_m2"][0] == pytest.approx(20_000.0)
     assert attributes["max_prob"][0] == pytest.approx(0.9)
     assert attributes["mean_prob"][0] == pytest.approx((199 * 0.9 + 0.7) / 200)
-    assert attributes["mean_slope_deg"][0] == pytest.approx(30.0)
     transform = Affine(10.0, 0, 500_000.0, 0, -10.0, 4_200_000.0)
     (in_map,) = to_map_coordinates(polygons, transform)
     assert in_map.area == pytest.approx(20_000.0)

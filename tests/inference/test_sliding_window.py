@@ -76,7 +76,8 @@ def test_nodata_stays_nodata_and_outputs_keep_crs_and_transform(tiny_engine, mak
     assert set(columns) >= {"area_m2", "mean_prob", "max_prob", "mean_slope_deg"}
     assert not list((tmp_path / "out").glob(f"{TMP_PREFIX}*"))  # atomic writes left nothing behind
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "landslides.geojson", "landslides.gpkg", "mask.tif", "probability.tif", "summary.json"]
+        "landslides.geojson", "landslides.gpkg", "mask.tif", "mask.tif.aux.xml", "probability.tif",
+        "summary.json"]
 
 
 def test_failed_run_leaves_no_partial_output(tiny_engine, make_scene, tmp_path, monkeypatch) -> None:

@@ -14,13 +14,9 @@ from rasterio.warp import reproject, transform_bounds
 from slidemap.bands import BandSet
 from slidemap.errors import InputError
 from slidemap.inference.scene import SceneReader, SceneSpec
-from slidemap.io.geotiff import (
-    dem_on_image_grid,
-    inspect_raster,
-    map_bands,
-    parse_band_mapping,
-    read_window,
-)
+from slidemap.io.geotiff import dem_on_image_grid, inspect_raster, read_window
+from slidemap.io.scene_formats import open_multiband_raster
+from slidemap.io.scene_source import map_bands, parse_band_mapping
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
 import mapping_helpers  # noqa: E402
@@ -87,15 +83,20 @@ def test_raster_problems_are_input_errors_naming_the_file(tmp_path) -> None:
         inspect_raster(tmp_path / "missing.tif")
 
 
+def _numbers(choices) -> tuple:
+    return tuple((kind, None if src is None else src.index) for kind, src in choices)
+
+
 def test_bands_map_by_description_by_explicit_mapping_or_fail_clearly(tmp_path) -> None:
-    described = inspect_raster(write_raster(tmp_path / "d.tif", np.ones((2, 4, 4), np.uint16),
-                                            descriptions=("B08", "B04")))
-    assert map_bands(BAND_SET, described, have_dem=True) == (
+    described = open_multiband_raster(write_raster(tmp_path / "d.tif", np.ones((2, 4, 4), np.uint16),
+                                                   descriptions=("B08", "B04")))
+    assert _numbers(map_bands(BAND_SET, described, have_dem=True)) == (
         ("image", 2), ("image", 1), ("slope", None), ("dem", None))
-    plain = inspect_raster(write_raster(tmp_path / "p.tif", np.ones((3, 4, 4), np.uint16)))
+    plain = open_multiband_raster(write_raster(tmp_path / "p.tif", np.ones((3, 4, 4), np.uint16)))
     mapping = parse_band_mapping("B4=3, nir=1")
-    assert map_bands(BAND_SET, plain, mapping, have_dem=True)[:2] == (("image", 3), ("image", 1))
-    with pytest.raises(InputError, match=r"p.tif: cannot find band\(s\) B4, B8.*--bands"):
+    assert _numbers(map_bands(BAND_SET, plain, mapping, have_dem=True))[:2] == (("image", 3), ("image", 1))
+    with pytest.raises(InputError, match=r"p.tif: cannot find band\(s\) B4, B8; the model needs B4, B8, "
+                                         r"slope, DEM.*--bands"):
         map_bands(BAND_SET, plain, have_dem=True)
     with pytest.raises(InputError, match="DEM.*--dem"):
         map_bands(BAND_SET, described, have_dem=False)

@@ -59,6 +59,13 @@ def test_model_info_exposes_defaults_per_name() -> None:
 def test_every_norm_builds_and_runs(norm: str) -> None:
     model = build_model("unet_cbam", 3, base_channels=4, depth=2, norm=norm, dropout=0.1)
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 1, 16, 16)
+    # the option is honoured: the blocks hold that normalisation and no other, and dropout
+    norms = {"batch": torch.nn.BatchNorm2d, "group": torch.nn.GroupNorm,
+             "instance": torch.nn.InstanceNorm2d}
+    found = {name for name, kind in norms.items()
+             if any(isinstance(m, kind) for m in model.modules())}
+    assert found == ({norm} if norm in norms else set())
+    assert any(isinstance(m, torch.nn.Dropout2d) and m.p == 0.1 for m in model.modules())
 
 
 def test_built_model_records_resolved_options() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -40,8 +41,11 @@ def test_tuple_output_yields_its_first_tensor() -> None:
 
 
 def test_grid_shows_at_most_32_channels_titled_with_the_layer() -> None:
-    fig = plot_activations(torch.rand(40, 8, 8), "encoder.1.conv")
+    maps = torch.rand(40, 8, 8)
+    fig = plot_activations(maps, "encoder.1.conv")
     assert len(fig.axes) == 32
     assert fig.axes[5].get_title() == "ch 5"
+    for channel in (0, 5, 31):  # each panel shows its own channel
+        np.testing.assert_array_equal(fig.axes[channel].images[0].get_array(), maps[channel].numpy())
     assert "encoder.1.conv" in fig.get_suptitle() and "32 of 40" in fig.get_suptitle()
     assert len(plot_activations(torch.rand(5, 8, 8), "x").axes) == 5

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 from slidemap.evaluation.metrics import ConfusionCounts
 from slidemap.plots.confusion import plot_confusion_matrices, row_normalised
 
@@ -25,6 +28,14 @@ def test_cells_show_names_counts_and_row_percent_in_the_right_places() -> None:
     assert cells[(0, 1)].startswith("FP\n44,347\n")
     assert cells[(1, 0)] == f"FN\n24,159\n{100 * 24159 / (24159 + 93206):.1f}%"
     assert cells[(1, 1)].startswith("TP\n93,206\n")
+    # colours: each row's share of its true class, on a 0-1 colour bar
+    for ax, model_counts in zip(fig.axes, counts.values(), strict=False):
+        image = ax.images[0]
+        np.testing.assert_allclose(image.get_array(), row_normalised(model_counts))
+        assert image.get_clim() == (0.0, 1.0)
+    assert fig.axes[-1].get_ylabel() == "Share of true class"
+    assert fig.axes[-1].get_ylim() == (0.0, 1.0)
+    assert np.asarray(fig.axes[2].images[0].get_array())[1, 1] == pytest.approx(82714 / (82714 + 44907))
 
 
 def test_row_normalised_handles_an_empty_row() -> None:

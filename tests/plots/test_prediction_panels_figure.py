@@ -54,6 +54,17 @@ def test_panel_grid_has_image_truth_and_one_column_per_model_with_legend() -> No
     np.testing.assert_array_equal(
         fig.axes[1].images[0].get_array(), fig.axes[3].images[0].get_array()
     )
+    for row in range(3):  # every row shows its own patch, in the bands asked for
+        rgb = fig.axes[4 * row].images[0].get_array()
+        np.testing.assert_array_equal(rgb, percentile_stretch(images[row][[3, 2, 1]]))
+        np.testing.assert_array_equal(fig.axes[4 * row + 2].images[0].get_array(),
+                                      outcome_map(predictions["UNet"][row], truths[row]))
+    # the outcome colours are the legend's
+    truth_image = fig.axes[1].images[0]
+    legend = {t.get_text(): patch.get_facecolor()
+              for t, patch in zip(fig.legends[0].get_texts(), fig.legends[0].get_patches(), strict=True)}
+    assert tuple(truth_image.to_rgba(TP)) == legend["TP"] and tuple(truth_image.to_rgba(TN)) == legend["TN"]
+    assert tuple(truth_image.to_rgba(FP)) == legend["FP"] and tuple(truth_image.to_rgba(FN)) == legend["FN"]
 
 
 def test_panels_reject_mismatched_lengths() -> None:

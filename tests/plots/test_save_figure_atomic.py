@@ -37,5 +37,10 @@ def test_multi_panel_figures_render(tmp_path: Path) -> None:
         "confusion.png": plot_confusion_matrices({"a": ConfusionCounts(1, 2, 3, 4)}),
         "panels.png": plot_prediction_panels([np.ones((3, 8, 8))], [truth], {"m": [truth]}),
     }
+    from matplotlib.image import imread
+
     for name, fig in figures.items():
-        assert save_figure(fig, tmp_path / name, dpi=30).stat().st_size > 1000
+        pixels = imread(save_figure(fig, tmp_path / name, dpi=30))
+        height, width = pixels.shape[:2]
+        assert height > 30 and width > 30  # the whole figure, cropped to its content
+        assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 10  # not blank

@@ -38,7 +38,7 @@ def test_scene_map_outlines_each_polygon_at_its_pixel_position(tmp_path: Path) -
                           {"area_m2": np.array([600.0 * 10.0])}, CRS_UTM)
 
     # max_side 100 halves the display: the outline must sit at columns 50-65, rows 20-30
-    fig = plot_scene_map(image, prob_path, gpkg, max_side=100, title="t")
+    fig = plot_scene_map(image, prob_path, gpkg, rgb_bands=(3, 2, 1), max_side=100, title="t")
     left, right = fig.axes[:2]
     assert "1 landslide" in left.get_title()
     (line,) = left.get_lines()
@@ -53,7 +53,7 @@ def test_scene_map_outlines_each_polygon_at_its_pixel_position(tmp_path: Path) -
 def test_scene_map_without_polygons_says_none(tmp_path: Path) -> None:
     image = _write(tmp_path / "image.tif", np.full((4, 64, 64), 1000), "uint16")
     prob = _write(tmp_path / "probability.tif", np.zeros((1, 64, 64)), "float32")
-    fig = plot_scene_map(image, prob, None)
+    fig = plot_scene_map(image, prob, None, rgb_bands=(3, 2, 1))
     assert "0 landslide" in fig.axes[0].get_title() and not fig.axes[0].get_lines()
 
 
@@ -66,6 +66,6 @@ def test_scene_map_counts_landslides_not_rings(tmp_path: Path) -> None:
     hx1, hy1 = TRANSFORM @ (25, 25)
     ring = shapely.box(x0, y1, x1, y0).difference(shapely.box(hx0, hy1, hx1, hy0))  # one hole
     gpkg = write_polygons(tmp_path / "landslides.gpkg", [ring], {"area_m2": np.array([ring.area])}, CRS_UTM)
-    fig = plot_scene_map(image, prob, gpkg)
+    fig = plot_scene_map(image, prob, gpkg, rgb_bands=(3, 2, 1))
     assert "1 landslide(s)" in fig.axes[0].get_title()
     assert len(fig.axes[0].get_lines()) == 2  # its exterior and its hole are both drawn

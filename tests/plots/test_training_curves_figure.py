@@ -14,9 +14,9 @@ def _history(n_epochs: int, offset: float) -> list[dict[str, float]]:
         {
             "epoch": e,
             **{
-                f"{split}_{m}": offset + e / 10
+                f"{split}_{m}": offset + e / 10 + 0.01 * i + (0.005 if split == "val" else 0.0)
                 for split in ("train", "val")
-                for m in ("loss", "precision", "recall", "f1")
+                for i, m in enumerate(("loss", "precision", "recall", "f1"))
             },
         }
         for e in range(n_epochs)
@@ -41,6 +41,15 @@ def test_grid_has_one_axes_per_metric_with_train_solid_and_val_dashed() -> None:
         assert lines["UNet train"].get_color() == lines["UNet val"].get_color()
         assert lines["UNet train"].get_color() != lines["UNet-CBAM train"].get_color()
         assert len(lines["UNet-CBAM val"].get_xdata()) == 7
+    # the plotted values are the history's, per metric and split, against the epoch
+    history = {"UNet": _history(5, 0.0), "UNet-CBAM": _history(7, 0.1)}
+    for ax, metric in zip(fig.axes, ("loss", "precision", "recall", "f1"), strict=True):
+        assert ax.get_xlabel() == "Epoch"
+        for model, records in history.items():
+            for split in ("train", "val"):
+                (line,) = [line for line in ax.lines if line.get_label() == f"{model} {split}"]
+                assert list(line.get_xdata()) == [r["epoch"] for r in records]
+                assert list(line.get_ydata()) == [r[f"{split}_{metric}"] for r in records]
         legend = [t.get_text() for t in ax.get_legend().get_texts()]
         assert "UNet-CBAM val" in legend
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from slidemap.cli import main
-from slidemap.config import load_config
 from slidemap.errors import ConfigError
+from slidemap.workflows.configs import load_experiment
 
 MISSING_BAND = {"ndvi": "nir", "ndmi": "swir1", "gndvi": "nir", "bsi": "swir1", "brightness": "nir"}
 
@@ -14,7 +14,7 @@ MISSING_BAND = {"ndvi": "nir", "ndmi": "swir1", "gndvi": "nir", "bsi": "swir1", 
 @pytest.mark.parametrize("feature", sorted(MISSING_BAND))
 def test_rgbd_config_refuses_a_feature_needing_a_missing_band(feature: str) -> None:
     with pytest.raises(ConfigError) as error:
-        load_config("configs/rgbd/unet.yaml", [f"data.features=[exg, {feature}]"])
+        load_experiment("configs/rgbd/unet.yaml", [f"data.features=[exg, {feature}]"])
     message = str(error.value)
     assert "\n" not in message
     assert f"'{feature}'" in message and MISSING_BAND[feature] in message and "'rgbd'" in message
@@ -33,7 +33,7 @@ def test_rgbd_train_with_ndvi_exits_nonzero_with_one_line_before_reading_data(
 
 def test_rgbd_shipped_configs_train_on_every_area_with_supported_features_only() -> None:
     for name in ("unet", "unet_cbam"):
-        config = load_config(f"configs/rgbd/{name}.yaml")
+        config = load_experiment(f"configs/rgbd/{name}.yaml")
         assert config.data.band_set == "rgbd" and config.data.elevation == "relative"
         # deployable: trained on every labelled area, nothing chosen on held-out data
         assert [p.rsplit("/", 1)[-1] for p in config.data.train_path] == ["area_A", "area_B"]

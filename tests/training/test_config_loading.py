@@ -1,4 +1,8 @@
-"""Config loading: types, unknown keys and names, overrides, packaged configs."""
+"""Config loading: types, unknown keys and names, overrides, packaged configs.
+
+``slidemap.config`` checks the schema; the registry names (models, losses, features) are
+checked by ``slidemap.workflows.configs``, whose loaders every command uses.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from slidemap.config import (
     save_config,
 )
 from slidemap.errors import ConfigError
+from slidemap.workflows.configs import load_comparison, load_experiment
 
 
 def _write(tmp_path: Path, data: dict) -> Path:
@@ -46,9 +51,23 @@ def test_wrong_type_names_the_key(tmp_path: Path) -> None:
 
 def test_unknown_model_and_loss_names_fail_at_load(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"model.name: unett.*did you mean 'unet'"):
-        load_config(_write(tmp_path, {"model": {"name": "unett"}}))
+        load_experiment(_write(tmp_path, {"model": {"name": "unett"}}))
     with pytest.raises(ConfigError, match=r"loss\[0\].name: focall"):
-        load_config(_write(tmp_path, {"loss": [{"name": "focall"}]}))
+        load_experiment(_write(tmp_path, {"loss": [{"name": "focall"}]}))
+
+
+def test_values_out_of_range_name_the_key_and_the_range(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"'threshold' must lie in \[0, 1\], got 1.5"):
+        load_config(_write(tmp_path, {"threshold": 1.5}))
+    with pytest.raises(ConfigError, match=r"'data.batch_size' must be positive, got 0"):
+        load_config(_write(tmp_path, {"data": {"batch_size": 0}}))
+    with pytest.raises(ConfigError, match=r"'data.num_workers' must be >= 0, got -1"):
+        load_config(_write(tmp_path, {"data": {"num_workers": -1}}))
+    with pytest.raises(ConfigError, match=r"'loss' needs at least one entry"):
+        load_config(_write(tmp_path, {"loss": []}))
+    with pytest.raises(ConfigError, match=r"'optim.lr' must be a number, got True"):
+        load_config(_write(tmp_path, {"optim": {"lr": True}}))
+    assert load_config(_write(tmp_path, {"optim": {"lr": "1e-3"}})).optim.lr == 1e-3  # YAML 1.1 text
 
 
 def test_overrides_are_yaml_scalars_and_checked(tmp_path: Path) -> None:
@@ -73,15 +92,15 @@ def test_to_dict_round_trips_through_saved_yaml(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["unet", "unet_cbam", "segnet", "dpfcn"])
 def test_paper_configs_load_from_the_package(name: str) -> None:
-    config = load_config(f"paper/{name}.yaml")
+    config = load_experiment(f"paper/{name}.yaml")
     assert config.model.name == name and config.model.options["base_channels"] == 64
     assert config.data.batch_size == 16 and config.trainer.max_epochs == 100
 
 
 def test_compare_configs_resolve_every_variant() -> None:
-    paper = load_compare_config("configs/paper/compare.yaml")
+    paper = load_comparison("configs/paper/compare.yaml")
     assert list(paper.experiments()) == ["DP-FCN", "SegNet", "UNet", "UNet-CBAM"]
-    demo = load_compare_config("demo.yaml", ["base.trainer.max_epochs=2"])
+    demo = load_comparison("demo.yaml", ["base.trainer.max_epochs=2"])
     assert all(e.trainer.max_epochs == 2 for e in demo.experiments().values())
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import jaccard_score
 
 from slidemap.errors import ConfigError
 from slidemap.training.losses import (
@@ -81,6 +83,23 @@ def test_focal_hand_value_for_one_pixel() -> None:
         0.25 * 0.25 * math.log(2))
 
 
+def test_focal_weights_background_pixels_by_one_minus_alpha() -> None:
+    logits, target = torch.tensor([[[[1.0]]]]), torch.tensor([[[0]]])
+    p = 1 / (1 + math.exp(-1.0))  # probability of landslide; the true class has 1 - p
+    expected = -(1 - 0.25) * p**2 * math.log(1 - p)
+    assert FocalLoss(alpha=0.25, gamma=2.0)(logits, target).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_tversky_weights_false_positives_by_alpha_and_false_negatives_by_beta() -> None:
+    logits, target = _batch()  # valid pixels: logits 2, -1, 3 against 1, 0, 0
+    p = torch.sigmoid(torch.tensor([2.0, -1.0, 3.0], dtype=torch.float64))
+    tp, fp, fn = p[0], p[1] + p[2], 1 - p[0]
+    expected = 1 - (tp + 1) / (tp + 0.3 * fp + 0.7 * fn + 1)
+    assert TverskyLoss(alpha=0.3, beta=0.7)(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
+    swapped = 1 - (tp + 1) / (tp + 0.7 * fp + 0.3 * fn + 1)
+    assert abs(expected - swapped) > 0.01  # the case tells alpha from beta
+
+
 def test_tversky_with_half_weights_equals_dice() -> None:
     logits, target = _batch()
     assert TverskyLoss(0.5, 0.5, smooth=0.0)(logits, target).item() == pytest.approx(
@@ -94,6 +113,46 @@ def test_lovasz_hinge_hand_values() -> None:
     # confidently right everywhere: every hinge error is 0
     target = torch.tensor([[[1, 0]]])
     assert LovaszHingeLoss()(torch.tensor([[[[5.0, -5.0]]]]), target).item() == pytest.approx(0.0)
+
+
+def _jaccard_set_loss(errors: np.ndarray, target: np.ndarray) -> float:
+    """Δ_J(M) = |M| / |{y = 1} ∪ M| of the set M of mispredicted pixels (Berman 2018, Eq. 6)."""
+    union = np.count_nonzero((target == 1) | errors)
+    return np.count_nonzero(errors) / union if union else 0.0
+
+
+def _lovasz_hinge_by_definition(logits: np.ndarray, target: np.ndarray) -> float:
+    """float64 Lovász hinge from its definition, without sorting by error: the Lovász
+    extension of Δ_J at the hinge errors m = max(0, 1 − x·s) is the Choquet integral
+    ∫_0^∞ Δ_J({i : m_i ≥ t}) dt, a sum over the distinct error levels."""
+    signs = 2.0 * target - 1.0
+    errors = np.maximum(0.0, 1.0 - logits.astype(np.float64) * signs)
+    levels = np.unique(np.concatenate([[0.0], errors]))  # ascending, 0 first
+    return float(sum((high - low) * _jaccard_set_loss(errors >= high, target)
+                     for low, high in zip(levels[:-1], levels[1:], strict=True)))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_lovasz_hinge_equals_the_lovasz_extension_by_definition(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    target = torch.from_numpy(rng.integers(0, 2, (2, 6, 7)))
+    target[0, 0, :3] = 255  # ignored pixels take no part
+    logits = torch.from_numpy(rng.normal(scale=2.0, size=(2, 1, 6, 7)).astype(np.float32))
+    valid = (target != 255).numpy()
+    expected = _lovasz_hinge_by_definition(logits[:, 0].numpy()[valid], target.numpy()[valid])
+    assert LovaszHingeLoss()(logits, target).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_lovasz_hinge_of_unit_margins_is_one_minus_the_iou_of_the_prediction() -> None:
+    # Errors of 0 (correct pixels, logit ±1) and 1 (wrong ones, logit 0) are an indicator
+    # vector, where the Lovász extension equals the set function: the Jaccard loss.
+    rng = np.random.default_rng(9)
+    target = rng.integers(0, 2, (3, 8, 8))
+    predicted = np.where(rng.random(target.shape) < 0.3, 1 - target, target)
+    logits = np.where(predicted == target, 2.0 * target - 1.0, 0.0).astype(np.float32)
+    loss = LovaszHingeLoss()(torch.from_numpy(logits)[:, None], torch.from_numpy(target)).item()
+    iou = jaccard_score(target.ravel(), predicted.ravel())
+    assert loss == pytest.approx(1.0 - iou, rel=1e-6)
 
 
 def test_every_loss_has_a_gradient_and_survives_an_all_ignored_batch() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 from pathlib import Path
 
@@ -10,19 +11,20 @@ import pytest
 import torch
 import yaml
 
-from slidemap.config import experiment_from_dict
+from slidemap.config import PAPER_FEATURES, experiment_from_dict
 from slidemap.data.normalization import ChannelStats
 from slidemap.errors import CheckpointError, ConfigError
-from slidemap.evaluation.evaluate import evaluate_checkpoint
-from slidemap.io.checkpoint import load_checkpoint, read_checkpoint
+from slidemap.io.checkpoint import read_checkpoint
+from slidemap.models.checkpoint import load_checkpoint
 from slidemap.training.callbacks import read_history
 from slidemap.training.run import build_datamodule, build_pipeline, train
 from slidemap.training.task import SegmentationTask
+from slidemap.workflows.evaluate import evaluate_checkpoint
 
 
 def test_run_folder_holds_every_promised_file(tiny_run) -> None:
     names = {p.name for p in tiny_run.out_dir.iterdir()}
-    assert {"best.ckpt", "last.ckpt", "config.yaml", "metrics.csv", "stats.json", "curves.png"} <= names
+    assert {"best.ckpt", "last.ckpt", "config.yaml", "metrics.csv", "curves.png"} <= names
     rows = read_history(tiny_run.out_dir / "metrics.csv")
     assert [r["epoch"] for r in rows] == list(range(6))
     for key in ("train_loss", "val_loss", "train_precision", "val_recall", "train_f1", "val_iou"):
@@ -42,8 +44,7 @@ def test_checkpoint_is_plain_data_with_the_slidemap_section(tiny_run) -> None:
     checkpoint = torch.load(tiny_run.last_checkpoint, map_location="cpu", weights_only=True)
     meta = checkpoint["slidemap"]
     assert meta["model"]["name"] == "unet" and meta["in_channels"] == 21
-    assert meta["pipeline"]["features"] == ["ndvi", "ndmi", "gndvi", "bsi", "brightness", "slope",
-                                            "elevation"]
+    assert meta["pipeline"]["features"] == list(PAPER_FEATURES)  # the default: Fig. 2 order
     assert 0.0 <= meta["threshold"] <= 1.0 and meta["band_set"] == "l4s14"
 
 
@@ -90,17 +91,63 @@ def test_resume_without_last_checkpoint_is_a_config_error(synthetic_root: Path, 
         train(tiny_config(synthetic_root), tmp_path / "empty", resume=True)
 
 
+def _even_validation_split(root: Path, folder: Path) -> Path:
+    """A split folder of 8 validation patches (7 of ``ValidData`` and one of ``TestData``):
+    two DDP processes each get 4 of them, without the padding a DistributedSampler adds to
+    an odd count, so both runs validate on exactly the same pixels."""
+    sources = [(root / "ValidData", str(i)) for i in range(1, 8)] + [(root / "TestData", "1")]
+    for kind in ("img", "mask"):
+        (folder / kind).mkdir(parents=True)
+    for number, (split, source_id) in enumerate(sources, start=1):
+        (folder / "img" / f"image_{number}.h5").symlink_to(split / "img" / f"image_{source_id}.h5")
+        (folder / "mask" / f"mask_{number}.h5").symlink_to(split / "mask" / f"mask_{source_id}.h5")
+    return folder
+
+
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_trains_a_loadable_checkpoint(synthetic_root: Path,
-                                                               tmp_path: Path, tiny_config) -> None:
-    config = tiny_config(synthetic_root, max_epochs=1, limit_train_batches=2, limit_val_batches=2,
+def test_ddp_on_two_cpu_processes_validates_like_one_process(
+        synthetic_root: Path, tmp_path: Path, tiny_config, monkeypatch) -> None:
+    """Each DDP process validates half the patches; the epoch's histograms and loss are
+    summed over processes (``EpochAccumulator.reduce``), so the logged validation metrics
+    equal those of one process validating the same weights on all the patches."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # same intra-op threads as the reference below
+    val_path = _even_validation_split(synthetic_root, tmp_path / "valid8")
+    config = tiny_config(synthetic_root, max_epochs=1, limit_train_batches=2,
                          strategy="ddp_spawn", devices=2)
+    config.data.val_path = str(val_path)
     result = train(config, tmp_path / "ddp")
-    loaded = load_checkpoint(result.best_checkpoint)
-    with torch.no_grad():
-        logits = loaded.model(torch.zeros(1, loaded.pipeline.in_channels, 32, 32))
-    assert logits.shape == (1, 1, 32, 32) and torch.isfinite(logits).all()
+    checkpoint = read_checkpoint(result.last_checkpoint)
+    (history_state,) = [v for k, v in checkpoint["callbacks"].items() if "EpochHistory" in k]
+    (ddp_record,) = history_state["rows"]  # full precision, as rank 0 logged it
     assert [r["epoch"] for r in result.history] == [0]
+
+    # the reference: one process, the same weights (validation ran after the epoch's last
+    # step, the checkpoint was saved after it) on all eight patches
+    loaded = load_checkpoint(result.last_checkpoint)
+    single = tiny_config(synthetic_root, max_epochs=1)
+    single.data.val_path = str(val_path)
+    datamodule = build_datamodule(single, loaded.pipeline, loaded.stats)
+    task = SegmentationTask(single, loaded.pipeline, loaded.stats)
+    task.model.load_state_dict(loaded.model.state_dict())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                  enable_model_summary=False).validate(task, datamodule=datamodule, verbose=False)
+    finally:
+        torch.set_num_threads(threads)
+    reference = task.last_epoch_record
+    curves = task._epochs["val"].curves
+    assert curves.n_pixels == 8 * 128 * 128  # all eight patches, each once
+
+    histogram_metrics = ("val_precision", "val_recall", "val_f1", "val_iou", "val_accuracy",
+                         "val_mcc", "val_best_f1", "val_pr_auc", "threshold")
+    for key in histogram_metrics:  # functions of the summed integer histograms: exact
+        assert ddp_record[key] == reference[key], key
+    assert ddp_record["val_loss"] == pytest.approx(reference["val_loss"], rel=1e-5)
+    assert 0.0 < reference["val_f1"] < 1.0 and 0.0 < reference["threshold"] < 1.0
+    assert result.threshold == reference["threshold"]  # stored in the checkpoint
+    assert math.isclose(reference["val_pr_auc"], curves.pr_auc())
 
 
 class _Evil:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import pyogrio.raw
@@ -33,7 +34,9 @@ KILL_SCENE_PX = 384
 def assert_complete(path: Path) -> None:
     """``path`` is a whole, readable output of its kind (fails on a truncated file)."""
     suffix = path.suffix.lower()
-    if suffix == ".tif":
+    if path.name.endswith(".aux.xml"):  # GDAL's sidecar (category names)
+        ElementTree.fromstring(path.read_text())
+    elif suffix == ".tif":
         with rasterio.open(path) as src:
             src.read()
     elif suffix == ".json":

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from slidemap.errors import CheckpointError
-from slidemap.io.checkpoint import load_checkpoint
+from slidemap.models.checkpoint import load_checkpoint
 from tests.trust.conftest import (
     assert_no_output,
     assert_one_line_error,

@@ -12,8 +12,8 @@ import yaml
 from rgbd_fakes import PATCH_PX
 
 from slidemap.cli import main
-from slidemap.evaluation.evaluate import evaluate_checkpoint
 from slidemap.workflows.crossval import bootstrap_crossvals, load_crossval
+from slidemap.workflows.evaluate import evaluate_checkpoint
 
 TINY = ["--set", "data.batch_size=4", "--set", "model.options.base_channels=4",
         "--set", "model.options.depth=2", "--set", "trainer.max_epochs=1"]

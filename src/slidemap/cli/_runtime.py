@@ -1,4 +1,4 @@
-"""Shared steps of the training-side commands (train, evaluate, compare, demo).
+"""Shared options and steps of the commands (train, evaluate, compare, demo, predict).
 
 Not a subcommand itself (the dispatcher only imports the names in ``COMMANDS``).
 """
@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from slidemap.inference.postprocess import PostprocessConfig
 
 #: libraries whose INFO chatter (tips, "GPU available") is hidden unless --verbose.
 _QUIET_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
 
 
 def setup_logging(verbose: bool = False) -> None:
-    """slidemap's progress lines on stderr; Lightning only from WARNING (all with --verbose).
+    """slidemap's progress lines on stderr; Lightning's log only from WARNING (all with
+    ``--verbose``). Python warnings are not filtered.
 
     Lightning sets its own logger levels when imported, so it is imported first (every
     command that calls this trains or evaluates with it anyway).
@@ -32,10 +35,8 @@ def setup_logging(verbose: bool = False) -> None:
     root.propagate = False
     for name in _QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
-    if not verbose:
-        warnings.filterwarnings("ignore", module=r"lightning\..*")
-        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\..*")
-        os.environ.setdefault("PYTHONWARNINGS", "ignore")  # DDP child processes too
+    # No warning is silenced here: the few known, harmless ones are named and silenced
+    # where they arise (slidemap.training.run.KNOWN_WARNINGS, around the fit only).
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_help: str) -> None:
@@ -47,3 +48,48 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_help: str) -> N
                         metavar="KEY=VALUE",
                         help="override a config value, e.g. trainer.max_epochs=5 (repeatable)")
     parser.add_argument("--verbose", action="store_true", help="also show Lightning's messages")
+
+
+def add_engine_argument(parser: argparse.ArgumentParser) -> None:
+    """``--engine auto|torch|onnx``: the one engine choice of predict, evaluate, compare, demo."""
+    from slidemap.inference.predictor import ENGINE_CHOICES
+
+    parser.add_argument(
+        "--engine", choices=ENGINE_CHOICES, default="auto",
+        help="inference runtime (default: auto = torch for .h5 patches, onnx for scenes, the "
+             "faster of the two for each on a CPU, docs/speed.md; onnx exports a checkpoint in "
+             "memory first; both give the same probabilities within 1e-5); recorded in "
+             "metrics.json and summary.json")
+
+
+def add_postprocess_arguments(parser: argparse.ArgumentParser, *, scenes: bool) -> None:
+    """Mask cleaning options. Patches (the submission format) are thresholded only unless
+    ``--postprocess``; scenes (when the command maps them) are cleaned unless ``--no-postprocess``."""
+    from slidemap.inference.postprocess import PostprocessConfig
+
+    defaults = PostprocessConfig()
+    parser.add_argument("--postprocess", action="store_true",
+                        help="clean .h5 patch masks too (morphology, minimum area, holes); "
+                             "off by default: the submission format is the thresholded network output")
+    if scenes:
+        parser.add_argument("--no-postprocess", action="store_true",
+                            help="scenes: threshold only, no morphology, area or hole filters")
+    parser.add_argument("--min-area", type=float, default=defaults.min_area_m2, metavar="M2",
+                        help=f"drop landslides smaller than this, m² (default: {defaults.min_area_m2:g})")
+    parser.add_argument("--max-hole-area", type=float, default=defaults.max_hole_area_m2, metavar="M2",
+                        help=f"fill holes smaller than this, m² (default: {defaults.max_hole_area_m2:g})")
+    parser.add_argument("--opening-radius", type=int, default=defaults.opening_radius_px, metavar="PX",
+                        help=f"disk radius of the opening (default: {defaults.opening_radius_px})")
+    parser.add_argument("--closing-radius", type=int, default=defaults.closing_radius_px, metavar="PX",
+                        help=f"disk radius of the closing (default: {defaults.closing_radius_px})")
+
+
+def postprocess_config(args: argparse.Namespace, *, patches: bool) -> PostprocessConfig | None:
+    """The post-processing the options of :func:`add_postprocess_arguments` ask for
+    (``None`` = threshold only) for patches or for scenes."""
+    from slidemap.inference.postprocess import PostprocessConfig
+
+    wanted = args.postprocess if patches else not getattr(args, "no_postprocess", False)
+    if not wanted:
+        return None
+    return PostprocessConfig(args.opening_radius, args.closing_radius, args.min_area, args.max_hole_area)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from slidemap.cli._runtime import add_config_arguments, setup_logging
+from slidemap.cli._runtime import add_config_arguments, add_engine_argument, setup_logging
 
 HELP = "train and evaluate several models on the same data: Table 1, figures, report.html"
 
@@ -13,17 +13,18 @@ HELP = "train and evaluate several models on the same data: Table 1, figures, re
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, "comparison config (e.g. configs/paper/compare.yaml)")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    add_engine_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
-    from slidemap.config import load_compare_config
-    from slidemap.evaluation.compare import run_comparison
+    from slidemap.workflows.compare import run_comparison
+    from slidemap.workflows.configs import load_comparison
 
-    config = load_compare_config(args.config, args.overrides)
+    config = load_comparison(args.config, args.overrides)
     if args.data is not None:
         config.base.data.root = str(args.data)
-    result = run_comparison(config, args.out)
+    result = run_comparison(config, args.out, engine=args.engine)
     print((args.out / "table1.md").read_text(encoding="utf-8"))
     print(f"report: {result.report_html} ({result.seconds:.0f} s)")
     return 0

@@ -31,15 +31,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
-    from slidemap.config import load_config
     from slidemap.errors import ConfigError
+    from slidemap.workflows.configs import load_experiment
     from slidemap.workflows.crossval import run_crossval
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
     if args.jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
-    config = load_config(args.config, [*args.overrides, "trainer.progress=false"])
+    config = load_experiment(args.config, [*args.overrides, "trainer.progress=false"])
     result = run_crossval(config, args.areas, list(range(args.seeds)), args.out, jobs=args.jobs)
     print((result.out_dir / "crossval.md").read_text(encoding="utf-8"), end="")
     print(f"wrote {result.out_dir / 'crossval.md'} and crossval.json "

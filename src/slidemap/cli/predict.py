@@ -1,9 +1,10 @@
 """``slidemap predict --checkpoint CKPT INPUT... --out DIR``: map scenes or patches.
 
-INPUT is one or more GeoTIFF scenes (``probability.tif``, ``mask.tif``, ``landslides.gpkg``,
-``landslides.geojson``, ``summary.json`` in DIR, or in ``DIR/<scene name>/`` when several),
-or ``.h5`` patches / folders of patches (``mask_<id>.h5`` and ``prob_<id>.h5`` in DIR).
-See ``docs/mapping.md``.
+INPUT is one or more scenes — a GeoTIFF/VRT, a Sentinel-2 ``.SAFE`` folder (or its
+``MTD_MSIL*.xml`` or zip), a folder of per-band files or a STAC item (``.json`` or URL) —
+(``probability.tif``, ``mask.tif``, ``landslides.gpkg``, ``landslides.geojson``,
+``summary.json`` in DIR, or in ``DIR/<scene name>/`` when several), or ``.h5`` patches /
+folders of patches (``mask_<id>.h5`` and ``prob_<id>.h5`` in DIR). See ``docs/mapping.md``.
 """
 
 from __future__ import annotations
@@ -11,26 +12,22 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from slidemap.errors import ConfigError, InputError
+from slidemap.cli._runtime import add_engine_argument, add_postprocess_arguments, postprocess_config
+from slidemap.errors import InputError
 
-if TYPE_CHECKING:
-    from slidemap.inference.engine import EngineSpec
-    from slidemap.inference.postprocess import PostprocessConfig
-
-HELP = "map landslides in GeoTIFF scenes (with a DEM) or Landslide4Sense .h5 patches"
+HELP = ("map landslides in scenes (GeoTIFF, Sentinel-2 SAFE/zip, per-band folder, STAC item; with a DEM) "
+        "or Landslide4Sense .h5 patches")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from slidemap.inference.postprocess import PostprocessConfig
     from slidemap.inference.sliding import DEFAULT_OVERLAP_PX, DEFAULT_WINDOW_PX
 
-    defaults = PostprocessConfig()
     parser.add_argument("--checkpoint", type=Path, required=True, metavar="CKPT",
                         help="checkpoint from 'slidemap train' (or an exported .onnx with --engine onnx)")
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
-                        help="GeoTIFF scene(s), or .h5 patch files / folders of patches")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="scene(s): GeoTIFF/VRT, Sentinel-2 .SAFE folder / MTD_MSIL*.xml / zip, folder of "
+                             "per-band files, STAC item (.json or URL); or .h5 patch files / folders of patches")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--dem", type=Path, default=None, metavar="DEM.tif",
                         help="elevation in metres, any CRS/resolution; warped onto each scene's grid")
@@ -44,83 +41,83 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run windows on a local Dask cluster of N worker processes")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="run windows on an existing Dask scheduler, e.g. tcp://host:8786")
-    parser.add_argument("--engine", choices=("torch", "onnx"), default="onnx",
-                        help="inference runtime (default: onnx, a checkpoint is exported in memory "
-                             "first; 1.3-1.8x the speed of torch on a 512 px window on a CPU, the same "
-                             "probabilities within 1e-6; torch can be faster on small patches; "
-                             "see docs/speed.md)")
+    add_engine_argument(parser)
     parser.add_argument("--bands", default=None, metavar="MAPPING",
                         help="raster band numbers by band name, e.g. B2=2,B3=3,B4=4,B8=8 "
                              "(default: match band descriptions)")
-    parser.add_argument("--min-area", type=float, default=defaults.min_area_m2, metavar="M2",
-                        help=f"drop landslides smaller than this, m² (default: {defaults.min_area_m2:g})")
-    parser.add_argument("--max-hole-area", type=float, default=defaults.max_hole_area_m2, metavar="M2",
-                        help=f"fill holes smaller than this, m² (default: {defaults.max_hole_area_m2:g})")
-    parser.add_argument("--opening-radius", type=int, default=defaults.opening_radius_px, metavar="PX",
-                        help=f"disk radius of the opening (default: {defaults.opening_radius_px})")
-    parser.add_argument("--closing-radius", type=int, default=defaults.closing_radius_px, metavar="PX",
-                        help=f"disk radius of the closing (default: {defaults.closing_radius_px})")
-    parser.add_argument("--no-postprocess", action="store_true",
-                        help="threshold only: no morphology, area or hole filters")
+    parser.add_argument("--cloud-mask", type=Path, default=None, metavar="FILE",
+                        help="raster (any grid) whose non-zero pixels are not assessable (clouds, "
+                             "shadows...); an L2A scene's SCL band is used anyway")
+    parser.add_argument("--accept-radiometry", action="store_true",
+                        help="map a scene whose values the radiometry check finds implausible "
+                             "(the check's findings become warnings)")
+    add_postprocess_arguments(parser, scenes=True)
     parser.add_argument("--split", default=None, choices=("train", "valid", "test"),
                         help="split to predict when an INPUT folder is a Landslide4Sense root")
     parser.add_argument("--verbose", action="store_true", help="show debug messages")
 
 
-def _postprocess(args: argparse.Namespace) -> PostprocessConfig:
-    from slidemap.inference.postprocess import PostprocessConfig
-
-    if args.no_postprocess:
-        return PostprocessConfig(0, 0, 0.0, 0.0)
-    return PostprocessConfig(args.opening_radius, args.closing_radius, args.min_area, args.max_hole_area)
-
-
 def run(args: argparse.Namespace) -> int:
     from slidemap.cli._runtime import setup_logging
-    from slidemap.inference.engine import EngineSpec, load_engine
+    from slidemap.config import check_threshold
     from slidemap.inference.patches import is_patch_input, patch_refs, predict_patches
+    from slidemap.inference.predictor import load_predictor
 
     setup_logging(args.verbose)
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise ConfigError(f"--threshold must be in [0, 1], got {args.threshold}")
-    missing = [p for p in args.inputs if not p.exists()]
+    if args.threshold is not None:
+        check_threshold(args.threshold, "--threshold")
+    from slidemap.io.scene_formats import as_input, scene_format
+
+    args.inputs = [as_input(p) for p in args.inputs]
+    missing = [p for p in args.inputs if isinstance(p, Path) and not p.exists()]
     if missing:
         raise InputError("input does not exist", missing[0])
     if args.out.is_dir():  # temporaries of an earlier, killed run
         from slidemap.io.atomic import clean_stale_temporaries
 
         clean_stale_temporaries(args.out)
-    spec = EngineSpec(args.checkpoint, args.engine)
-    engine = load_engine(spec)
-    kinds = {is_patch_input(p) for p in args.inputs}
+    kinds = {scene_format(p) is None and is_patch_input(Path(p)) for p in args.inputs}
     if len(kinds) > 1:
-        raise InputError("mixes GeoTIFF scenes and .h5 patches; predict them in separate runs", args.inputs[0])
+        raise InputError("mixes scenes and .h5 patches; predict them in separate runs", args.inputs[0])
     if kinds == {True}:
-        summary = predict_patches(engine, patch_refs(args.inputs, args.split), args.out,
+        predictor = load_predictor(args.checkpoint, args.engine, "patches")
+        summary = predict_patches(predictor, patch_refs(args.inputs, args.split), args.out,
                                   threshold=args.threshold,
-                                  postprocess=None if args.no_postprocess else _postprocess(args))
-        print(f"{summary['count']} patches -> {args.out} ({summary['seconds']:.1f} s)")
+                                  postprocess=postprocess_config(args, patches=True))
+        print(f"{summary['count']} patches -> {args.out} ({summary['seconds']:.1f} s, "
+              f"{summary['engine']} engine)")
         return 0
-    _predict_scenes(args, spec)
+    _predict_scenes(args)
     return 0
 
 
-def _predict_scenes(args: argparse.Namespace, spec: EngineSpec) -> None:
+def _predict_scenes(args: argparse.Namespace) -> None:
+    from slidemap.inference.engine import EngineSpec, load_engine
     from slidemap.inference.mapping import MappingOptions, predict_scene
+    from slidemap.inference.postprocess import PostprocessConfig
+    from slidemap.inference.predictor import resolve_engine_kind
     from slidemap.inference.scene import SceneSpec
-    from slidemap.io.geotiff import parse_band_mapping
+    from slidemap.io.scene_source import parse_band_mapping
 
+    spec = EngineSpec(args.checkpoint, resolve_engine_kind(args.engine, "scene"))
+    load_engine(spec)  # a bad checkpoint fails here, before any scene is read
     mapping = tuple(parse_band_mapping(args.bands).items()) if args.bands else ()
+    from slidemap.io.scene_source import scene_name
+
+    threshold_only = PostprocessConfig(0, 0, 0.0, 0.0)
     options = MappingOptions(
         window=args.window, overlap=args.overlap, threshold=args.threshold,
-        postprocess=_postprocess(args), workers=args.workers, scheduler=args.scheduler,
+        postprocess=postprocess_config(args, patches=False) or threshold_only,
+        workers=args.workers, scheduler=args.scheduler,
+        accept_radiometry=args.accept_radiometry,
     )
-    names = [p.stem for p in args.inputs]
+    names = [scene_name(p) for p in args.inputs]
     if len(set(names)) != len(names):
-        raise InputError("two scenes share a file name; outputs would clash (map them separately)")
-    for image in args.inputs:
-        out = args.out if len(args.inputs) == 1 else args.out / image.stem
-        scene = SceneSpec(image, args.dem, mapping)
+        raise InputError("two scenes share a name; outputs would clash (map them separately)")
+    for image, name in zip(args.inputs, names, strict=True):
+        out = args.out if len(args.inputs) == 1 else args.out / name
+        scene = SceneSpec(image, args.dem, mapping, args.cloud_mask)
         summary = predict_scene(spec, scene, out, options, checkpoint=args.checkpoint)
         print(f"{image}: {summary['count']} landslides, {summary['total_area_m2']:.0f} m² -> {out}")
-        print(json.dumps({k: summary[k] for k in ("threshold", "seconds", "megapixels_per_second")}))
+        print(json.dumps({k: summary[k] for k in ("threshold", "engine", "seconds",
+                                                   "megapixels_per_second")}))

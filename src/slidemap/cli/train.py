@@ -15,16 +15,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, metavar="RUN",
                         help="run folder (default: runs/<config name>)")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its last.ckpt")
+                        help="continue the run in --out from its last.ckpt (its model, band set "
+                             "and pipeline; a config that changes them is refused)")
 
 
 def run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
-    from slidemap.config import load_config
+    from slidemap.config import resolve_config_path
     from slidemap.errors import ConfigError
-    from slidemap.training.run import train
+    from slidemap.workflows.configs import load_experiment
+    from slidemap.workflows.train import train_and_report
 
-    config = load_config(args.config, args.overrides)
+    config = load_experiment(args.config, args.overrides)
     if args.data is not None:
         config.data.root = str(args.data)
     if config.data.root is None and config.data.train_path is None:
@@ -32,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
             "no training data: give --data DIR or set data.root / data.train_path", args.config
         )
     out = args.out if args.out is not None else Path("runs") / config.name
-    result = train(config, out, resume=args.resume)
+    result = train_and_report(config, out, resume=args.resume,
+                              source=resolve_config_path(args.config))
     last = result.history[-1] if result.history else {}
     print(f"run folder: {result.out_dir}")
     print(f"best checkpoint: {result.best_checkpoint} (epoch {result.best_epoch + 1}, "

@@ -1,9 +1,9 @@
 """Torch datasets and the Lightning DataModule for Landslide4Sense-style patch folders.
 
 Flow per sample: read the ``.h5`` files (:mod:`slidemap.data.l4s`) → [photometric and
-elevation jitter of the bands, training only] → band stack and features
-(:class:`~slidemap.features.pipeline.InputPipeline`) → [cache] → [random resized crop] →
-random dihedral transform (training only) → per-channel normalisation
+elevation jitter of the bands, training only] → band stack and features (a :class:`Pipeline`,
+e.g. :class:`slidemap.features.InputPipeline`) → [cache] → [random resized crop] → random
+dihedral transform (training only) → per-channel normalisation
 (:class:`~slidemap.data.normalization.ChannelStats`) → tensors. With band jitter on, the
 cache keeps the bands instead of the computed channels (the features follow the jitter).
 """
@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
+from slidemap.bands import BandSet
 from slidemap.data.augment import BandJitter, RandomResizedCrop, random_dihedral
 from slidemap.data.holdout import spatial_block_split
 from slidemap.data.l4s import PatchRef, find_area_patches, find_patches, read_patch
 from slidemap.data.normalization import ChannelStats, compute_channel_stats
 from slidemap.errors import ConfigError
-from slidemap.features.pipeline import InputPipeline
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,28 @@ SampleKey = int | tuple[int, int]
 PathSpec = str | Path | Sequence[str | Path]
 
 
-def _as_pipeline(pipeline: InputPipeline | Mapping[str, Any]) -> InputPipeline:
-    return pipeline if isinstance(pipeline, InputPipeline) else InputPipeline.from_dict(pipeline)
+class Pipeline(Protocol):
+    """What a dataset needs from an input pipeline: the band set of the files
+    (``source_band_set``; ``band_set`` is the subset the model reads), the names of the
+    channels it makes, and the computation. :class:`slidemap.features.InputPipeline`
+    is the one slidemap builds; it is passed in (data sits below features and does not
+    import them), and it must pickle for DataLoader workers.
+    """
+
+    source_band_set: BandSet
+    band_set: BandSet
+
+    @property
+    def channel_names(self) -> list[str]:
+        """Output channel names, in order."""
+        ...
+
+    def __call__(self, bands: np.ndarray) -> np.ndarray:
+        """``(C_bands, H, W)`` stored units -> ``(C_out, H, W) float32`` model channels."""
+        ...
 
 
-def _check_stats(stats: ChannelStats | None, pipeline: InputPipeline) -> None:
+def _check_stats(stats: ChannelStats | None, pipeline: Pipeline) -> None:
     if stats is not None and stats.names != pipeline.channel_names:
         raise ConfigError(
             f"normalisation statistics are for channels {stats.names} but the input pipeline "
@@ -115,7 +132,7 @@ class PatchDataset(Dataset[Sample]):
     def __init__(
         self,
         refs: Sequence[PatchRef],
-        pipeline: InputPipeline | Mapping[str, Any],
+        pipeline: Pipeline,
         stats: ChannelStats | None = None,
         augment: bool = False,
         cache: bool = False,
@@ -124,7 +141,7 @@ class PatchDataset(Dataset[Sample]):
         crop: RandomResizedCrop | None = None,
     ) -> None:
         self.refs = list(refs)
-        self.pipeline = _as_pipeline(pipeline)
+        self.pipeline = pipeline
         _check_stats(stats, self.pipeline)
         self.stats = stats
         self.augment = augment
@@ -149,7 +166,7 @@ class PatchDataset(Dataset[Sample]):
         """
         if index in self._cache:
             return self._cache[index]
-        image, mask = read_patch(self.refs[index], n_bands=len(self.pipeline.band_set))
+        image, mask = read_patch(self.refs[index], n_bands=len(self.pipeline.source_band_set))
         item = (self.pipeline(image), mask)
         if self.cache and self.band_jitter is None:  # with jitter the bands are cached instead
             self._cache[index] = item
@@ -160,7 +177,7 @@ class PatchDataset(Dataset[Sample]):
         pipeline does) and mask, before any augmentation; cached when ``cache=True``."""
         if index in self._band_cache:
             return self._band_cache[index]
-        image, mask = read_patch(self.refs[index], n_bands=len(self.pipeline.band_set))
+        image, mask = read_patch(self.refs[index], n_bands=len(self.pipeline.source_band_set))
         item = (np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0), mask)
         if self.cache:
             self._band_cache[index] = item
@@ -213,7 +230,7 @@ class L4SDataModule(L.LightningDataModule):
     Args:
         root: a dataset root, or one split folder (then every split reads it; a warning
             says so), or ``None`` when every split is given by path.
-        pipeline: the input pipeline (or its ``to_dict()``).
+        pipeline: the input pipeline (a :class:`Pipeline`).
         batch_size: patches per batch.
         num_workers: DataLoader worker processes; > 0 keeps them alive across epochs.
         augment: random flips / 90° rotations on the training split (``False``: no
@@ -240,7 +257,7 @@ class L4SDataModule(L.LightningDataModule):
     def __init__(
         self,
         root: str | Path | None,
-        pipeline: InputPipeline | Mapping[str, Any],
+        pipeline: Pipeline,
         batch_size: int = 8,
         num_workers: int = 0,
         augment: bool = True,
@@ -264,7 +281,7 @@ class L4SDataModule(L.LightningDataModule):
         if num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
         self.root = None if root is None else Path(root)
-        self.pipeline = _as_pipeline(pipeline)
+        self.pipeline = pipeline
         _check_stats(stats, self.pipeline)
         self.batch_size = int(batch_size)
         self.num_workers = int(num_workers)
@@ -278,7 +295,7 @@ class L4SDataModule(L.LightningDataModule):
             "test": (test_path, test_split),
         }
         self.holdout = holdout if holdout is not None and holdout.fraction > 0 else None
-        band_set = self.pipeline.band_set
+        band_set = self.pipeline.source_band_set  # the jitter acts on the bands as read
         self.band_jitter = (None if augmentation is None else
                             BandJitter(band_set, augmentation.photometric, augmentation.elevation))
         self.crop = None if augmentation is None else RandomResizedCrop(augmentation.crop)

@@ -40,6 +40,7 @@ import h5py
 import numpy as np
 
 from slidemap.errors import InputError
+from slidemap.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +54,22 @@ PUBLIC_SPLIT_DIRS: dict[str, tuple[str, ...]] = {
     "valid": ("valid", "validation", "val"),
     "test": ("test", "testing"),
 }
+#: HDF5 dataset of the image (``(H, W, C)``) and of the mask (``(H, W)``) in a patch file.
 IMAGE_KEY = "img"
 MASK_KEY = "mask"
+#: File names: ``image_<id>.h5`` and ``mask_<id>.h5`` (also what ``predict`` writes).
 IMAGE_PREFIX = "image_"
 MASK_PREFIX = "mask_"
 SUFFIX = ".h5"
-#: Mask value that marks pixels to ignore (the official baseline's ``ignore_index``).
+#: Folders of a split: ``img/`` and ``mask/``.
+IMAGE_DIR = "img"
+MASK_DIR = "mask"
+#: Mask values: background, landslide, and pixels to ignore (the official baseline's
+#: ``ignore_index``; excluded from losses and metrics). The one home of these numbers.
+BACKGROUND = 0
+LANDSLIDE = 1
 IGNORE_INDEX = 255
-_VALID_MASK_VALUES = frozenset({0, 1, IGNORE_INDEX})
+_VALID_MASK_VALUES = frozenset({BACKGROUND, LANDSLIDE, IGNORE_INDEX})
 
 Layout = Literal["root", "public", "split", "flat"]
 
@@ -89,6 +98,16 @@ def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
     )
 
 
+def image_file_name(patch_id: str) -> str:
+    """``image_<id>.h5``."""
+    return f"{IMAGE_PREFIX}{patch_id}{SUFFIX}"
+
+
+def mask_file_name(patch_id: str) -> str:
+    """``mask_<id>.h5`` (a label, or a prediction in the official submission format)."""
+    return f"{MASK_PREFIX}{patch_id}{SUFFIX}"
+
+
 # ---------------------------------------------------------------------------------------------
 # Finding patches
 
@@ -112,7 +131,7 @@ def dataset_layout(path: str | Path) -> Layout:
         return "root"
     if (folder / "images").is_dir():
         return "public"
-    if (folder / "img").is_dir():
+    if (folder / IMAGE_DIR).is_dir():
         return "split"
     if any(folder.glob(f"{IMAGE_PREFIX}*{SUFFIX}")):
         return "flat"
@@ -135,7 +154,8 @@ def _split_dirs(folder: Path, layout: Layout, split: str | None) -> tuple[Path, 
             log.debug("%s is a single split folder; split=%r is ignored", folder, split)
         if layout == "flat":
             return folder, folder
-        return folder / "img", (folder / "mask") if (folder / "mask").is_dir() else None
+        mask_dir = folder / MASK_DIR
+        return folder / IMAGE_DIR, mask_dir if mask_dir.is_dir() else None
     if split is None:
         raise InputError(
             f"is a dataset root with splits; choose one of {', '.join(SPLITS)} (--split)", folder
@@ -145,10 +165,10 @@ def _split_dirs(folder: Path, layout: Layout, split: str | None) -> tuple[Path, 
         split_dir = folder / OFFICIAL_SPLIT_DIRS[split]
         if not split_dir.is_dir():
             raise InputError(f"has no {OFFICIAL_SPLIT_DIRS[split]}/ folder for split {split!r}", folder)
-        if not (split_dir / "img").is_dir():
-            raise InputError("has no img/ folder", split_dir)
-        mask_dir = split_dir / "mask"
-        return split_dir / "img", mask_dir if mask_dir.is_dir() else None
+        if not (split_dir / IMAGE_DIR).is_dir():
+            raise InputError(f"has no {IMAGE_DIR}/ folder", split_dir)
+        mask_dir = split_dir / MASK_DIR
+        return split_dir / IMAGE_DIR, mask_dir if mask_dir.is_dir() else None
     candidates = PUBLIC_SPLIT_DIRS[split]
     image_dir = next((folder / "images" / n for n in candidates if (folder / "images" / n).is_dir()), None)
     if image_dir is None:
@@ -236,6 +256,13 @@ def find_patches(
         PatchRef(id=pid, image=images[pid], mask=masks.get(pid))
         for pid in sorted(images, key=natural_key)
     ]
+
+
+def split_refs(path: str | Path, split: str | None = "test") -> list[PatchRef]:
+    """Labelled patches of ``split`` in a dataset root, or of ``path`` itself when it is one
+    split folder (or a flat folder), where ``split`` does not apply."""
+    layout = dataset_layout(path)
+    return find_patches(path, split=split if layout in ("root", "public") else None)
 
 
 #: separator between an area's name and a patch id in pooled (several-folder) splits
@@ -415,6 +442,15 @@ def read_mask(path: str | Path) -> np.ndarray:
             path,
         )
     return array.astype(np.uint8)
+
+
+def write_h5(path: str | Path, key: str, array: np.ndarray, *, compress: bool = False) -> Path:
+    """Write ``array`` as dataset ``key`` of a new HDF5 file ``path``, atomically (a
+    temporary name in the same folder, then a rename); ``compress`` uses gzip."""
+    path = Path(path)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.create_dataset(key, data=array, compression="gzip" if compress else None)
+    return path
 
 
 def read_patch(ref: PatchRef, n_bands: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -36,8 +36,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-IGNORE_INDEX = 255
-"""Mask value of pixels that are excluded from every count (ARCHITECTURE conventions)."""
+from slidemap.data.l4s import IGNORE_INDEX
 
 COUNT_KEYS: tuple[str, ...] = ("tp", "fp", "fn", "tn")
 SCORE_KEYS: tuple[str, ...] = (
@@ -222,13 +221,3 @@ def metrics_from_counts(counts: ConfusionCounts, threshold: float = 0.5) -> dict
         "threshold": float(threshold),
         "n_pixels": counts.n_pixels,
     }
-
-
-def __getattr__(name: str) -> object:
-    # docs/ARCHITECTURE.md lists BinnedCurves and compute_metrics under this module; they
-    # live in curves.py (which imports this one), so they are re-exported lazily (PEP 562).
-    if name in ("BinnedCurves", "compute_metrics"):
-        from slidemap.evaluation import curves
-
-        return getattr(curves, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

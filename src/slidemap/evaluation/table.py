@@ -146,6 +146,25 @@ def table_cells(
     ]
 
 
+def table_caption(rows: Rows, split: str, n_patches: int | None = None) -> str:
+    """Table 1's caption: the split, how many pixels every score counts, what bold means.
+
+    Raises:
+        ValueError: the rows were not scored on the same number of pixels.
+    """
+    counts = {_plain(row.get("n_pixels")) for row in rows.values()}
+    if len(counts) != 1 or None in counts:
+        raise ValueError(f"Table 1 rows must share one n_pixels, got {sorted(map(str, counts))}")
+    (n_pixels,) = counts
+    patches = f" in {n_patches} patches" if n_patches is not None else ""
+    return (
+        f"Every model on the {split} split: each metric from one confusion matrix over all "
+        f"{n_pixels:,} labelled pixels{patches}, at the threshold the model chose on the "
+        "validation split. Bold: the best value of each metric column (every value equal to "
+        f"it once rounded to {DISPLAY_DECIMALS} decimals); the threshold is not ranked."
+    )
+
+
 def markdown_table(rows: Rows, columns: Sequence[str] = TABLE_COLUMNS) -> str:
     """GitHub-flavoured Markdown table, best per ranked column in ``**bold**``."""
     header = ["Model", *(COLUMN_LABELS.get(key, key) for key in columns)]

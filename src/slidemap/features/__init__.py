@@ -4,10 +4,10 @@
 bands and chosen features into a model's input.
 """
 
+from slidemap.config.schema import PAPER_FEATURES
 from slidemap.features.pipeline import InputPipeline
 from slidemap.features.registry import (
     FEATURES,
-    PAPER_FEATURES,
     Feature,
     get_feature,
     list_features,

@@ -51,7 +51,7 @@ class InputPipeline:
     """Computes a model's input channels from a band stack.
 
     Args:
-        band_set: the bands of the input (name, plain-data definition or :class:`BandSet`).
+        band_set: the bands of the input files (name, plain-data definition or :class:`BandSet`).
         features: feature names (see :func:`~slidemap.features.registry.list_features`),
             appended after the bands in this order.
         pixel_size_m: pixel spacing in metres for terrain features; ``None`` uses the band
@@ -62,10 +62,18 @@ class InputPipeline:
             hence to the ``elevation`` feature; slope, hillshade and relief do not change,
             except that nodata pixels (all bands 0) take the median instead of a 0 m
             cliff (see :func:`relative_elevation`).
+        bands: the names of the bands the model reads (``data.bands``), a subset of
+            ``band_set`` (e.g. every ``l4s14`` band but ``B10``, which L2A products lack);
+            ``None``: all of them. Features may only need bands of the subset.
+
+    Attributes:
+        source_band_set: ``band_set`` as given: the bands of the patch files.
+        band_set: the bands the model reads (the subset), in ``source_band_set`` order.
 
     Raises:
         ConfigError: unknown or repeated feature, bad ``elevation`` or ``pixel_size_m``.
-        BandSetError: a feature needs a band the band set lacks (names both).
+        BandSetError: a feature needs a band the (subset) band set lacks (names both), or
+            ``bands`` names a band ``band_set`` does not have.
     """
 
     def __init__(
@@ -74,8 +82,12 @@ class InputPipeline:
         features: Iterable[str] = (),
         pixel_size_m: float | None = None,
         elevation: ElevationMode = "absolute",
+        bands: Iterable[str] | None = None,
     ) -> None:
-        self.band_set: BandSet = get_band_set(band_set)
+        self.source_band_set: BandSet = get_band_set(band_set)
+        self.band_set: BandSet = (self.source_band_set if bands is None
+                                  else self.source_band_set.subset(list(bands)))
+        self._selected = [self.source_band_set.names.index(n) for n in self.band_set.names]
         if isinstance(features, str):
             features = (features,)
         self.features: tuple[Feature, ...] = tuple(get_feature(name) for name in features)
@@ -130,7 +142,9 @@ class InputPipeline:
 
         Args:
             bands: ``(C, H, W)`` (or ``(B, C, H, W)``) in the band set's stored units, with
-                ``C = len(band_set)``. Non-finite values (nodata) are replaced by 0.
+                ``C = len(band_set)``, or ``C = len(source_band_set)`` (a patch file with
+                every band: the subset is taken by name). Non-finite values (nodata) are
+                replaced by 0.
 
         Returns:
             ``(in_channels, H, W)`` (or ``(B, in_channels, H, W)``) float32, all finite.
@@ -141,6 +155,8 @@ class InputPipeline:
         array = np.asarray(bands)
         if array.ndim == 4:
             return np.stack([self(item) for item in array])
+        if array.ndim == 3 and array.shape[0] == len(self.source_band_set) != len(self.band_set):
+            array = array[self._selected]
         if array.ndim != 3 or array.shape[0] != len(self.band_set):
             raise InputError(
                 f"image has shape {array.shape}; band set {self.band_set.name!r} expects "
@@ -163,20 +179,23 @@ class InputPipeline:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data form, stored in checkpoints."""
-        return {
-            "band_set": self.band_set.to_dict(),
+        """Plain-data form, stored in checkpoints (``bands`` only when a subset is read)."""
+        data: dict[str, Any] = {
+            "band_set": self.source_band_set.to_dict(),
             "features": self.feature_names,
             "pixel_size_m": self.pixel_size_m,
             "elevation": self.elevation,
         }
+        if self.band_set is not self.source_band_set:
+            data["bands"] = self.band_set.names
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InputPipeline:
         """Inverse of :meth:`to_dict`; :class:`ConfigError` on malformed data."""
         if not isinstance(data, Mapping) or "band_set" not in data:
             raise ConfigError(f"malformed input pipeline definition (needs 'band_set'): {data!r}")
-        unknown = set(data) - {"band_set", "features", "pixel_size_m", "elevation"}
+        unknown = set(data) - {"band_set", "features", "pixel_size_m", "elevation", "bands"}
         if unknown:
             raise ConfigError(f"input pipeline definition has unknown keys: {', '.join(sorted(unknown))}")
         features = data.get("features") or ()
@@ -187,6 +206,7 @@ class InputPipeline:
             features=list(features),
             pixel_size_m=data.get("pixel_size_m"),
             elevation=data.get("elevation", "absolute"),
+            bands=data.get("bands"),
         )
 
     def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:

@@ -134,7 +134,8 @@ _register("brightness", [["blue"], ["green"], ["red"], ["nir"]],
           _spectral("brightness", indices.brightness, "blue", "green", "red", "nir"),
           "reflectance", "(B + G + R + NIR) / 4")
 _register("slope", _ELEVATION, _terrain("slope", terrain.slope_deg), "deg",
-          "arctan(sqrt((dz/dx)^2 + (dz/dy)^2)) of the DEM, Eq. 15", halo_px=1)
+          "arctan(sqrt((dz/dx)^2 + (dz/dy)^2)) of the DEM, Eq. 15",
+          halo_px=terrain.GRADIENT_HALO_PX)
 _register("elevation", _ELEVATION,
           _terrain("elevation", lambda z, _px: z.astype(np.float32)), "m",
           "DEM/DSM elevation (relative to the patch median with elevation='relative')")
@@ -147,7 +148,5 @@ _register("relief", _ELEVATION, _terrain("relief", lambda z, _px: terrain.relief
           f"elevation minus its {terrain.RELIEF_WINDOW_PX}x{terrain.RELIEF_WINDOW_PX} px mean",
           halo_px=terrain.RELIEF_WINDOW_PX // 2)
 _register("hillshade", _ELEVATION, _terrain("hillshade", terrain.hillshade), "",
-          "shaded relief, sun at azimuth 315 deg, altitude 45 deg", halo_px=1)
-
-#: The paper's seven auxiliary features (§2.4), in the order of its Fig. 2.
-PAPER_FEATURES: tuple[str, ...] = ("ndvi", "slope", "elevation", "ndmi", "gndvi", "brightness", "bsi")
+          "shaded relief, sun at azimuth 315 deg, altitude 45 deg",
+          halo_px=terrain.GRADIENT_HALO_PX)

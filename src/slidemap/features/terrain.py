@@ -22,6 +22,9 @@ HILLSHADE_AZIMUTH_DEG = 315.0
 HILLSHADE_ALTITUDE_DEG = 45.0
 #: Default window of :func:`relief` in pixels (odd).
 RELIEF_WINDOW_PX = 15
+#: Context a window needs around it for exact gradients at its edges (slope, hillshade):
+#: central differences reach one pixel out.
+GRADIENT_HALO_PX = 1
 
 
 def _check_pixel_size(pixel_size_m: float) -> float:

@@ -111,7 +111,7 @@ class TorchEngine:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> TorchEngine:
         """Load a slidemap checkpoint (weights only, no pickled code)."""
-        from slidemap.io.checkpoint import load_checkpoint
+        from slidemap.models.checkpoint import load_checkpoint
 
         loaded = load_checkpoint(path)
         return cls(loaded.model, loaded.pipeline, loaded.stats, loaded.threshold, loaded.model_name, device)

@@ -47,8 +47,12 @@ def export_bytes(
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # Tracer warnings about shape-dependent branches: exported inputs are multiples of
-        # size_multiple, so the padding branch is correctly traced away.
-        warnings.simplefilter("ignore")
+        # size_multiple, so the padding branch is correctly traced away. The legacy exporter
+        # is chosen on purpose (it needs no onnxscript): its deprecation notices are known.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        for notice in ("You are using the legacy TorchScript-based ONNX export",
+                       "The feature will be removed"):
+            warnings.filterwarnings("ignore", message=notice, category=DeprecationWarning)
         try:
             _trace(engine, dummy, buffer)
         except Exception as exc:  # noqa: BLE001 - any exporter failure is one clear error
@@ -88,7 +92,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> Path:
     Raises:
         CheckpointError: the checkpoint cannot be loaded.
     """
-    from slidemap.io.checkpoint import load_checkpoint
+    from slidemap.models.checkpoint import load_checkpoint
 
     loaded = load_checkpoint(checkpoint)
     engine = TorchEngine(loaded.model, loaded.pipeline, loaded.stats, loaded.threshold, loaded.model_name)

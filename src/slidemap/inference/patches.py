@@ -4,6 +4,11 @@ For each ``image_<id>.h5`` the output folder receives ``mask_<id>.h5`` (dataset 
 ``(H, W) uint8``, 1 = landslide, 0 = background: what the Landslide4Sense benchmark
 expects) and ``prob_<id>.h5`` (dataset ``prob``, ``(H, W) float32`` landslide
 probability), each written atomically.
+
+:func:`patch_outputs` is the one loop that makes a patch's probability and mask; ``predict``
+writes what it yields and ``evaluate`` scores it, so the scores are those of the files.
+Masks are thresholded only unless a post-processing is given: the submission format is the
+network's own decision per pixel.
 """
 
 from __future__ import annotations
@@ -11,22 +16,31 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
-from slidemap.data.l4s import IMAGE_PREFIX, SUFFIX, PatchRef, find_patches, read_image
+from slidemap.data.l4s import (
+    IMAGE_PREFIX,
+    MASK_KEY,
+    SUFFIX,
+    PatchRef,
+    find_patches,
+    mask_file_name,
+    read_image,
+    read_patch,
+    write_h5,
+)
 from slidemap.errors import InputError
-from slidemap.inference.engine import Engine, prepare_input, sigmoid
 from slidemap.inference.postprocess import PostprocessConfig, clean_mask
-from slidemap.io.atomic import atomic_path
+from slidemap.inference.predictor import Predictor
 
 log = logging.getLogger(__name__)
 
-MASK_KEY = "mask"
+#: ``prob_<id>.h5`` files, dataset ``prob``: the probability next to each submission mask.
+PROB_PREFIX = "prob_"
 PROB_KEY = "prob"
 
 
@@ -61,20 +75,70 @@ def patch_refs(inputs: Sequence[str | Path], split: str | None = None) -> list[P
     return refs
 
 
-def write_h5(path: Path, key: str, array: np.ndarray) -> Path:
-    """Write one dataset ``key`` to ``path`` atomically (gzip-compressed)."""
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-        h5.create_dataset(key, data=array, compression="gzip")
-    return path
-
-
 def _batches(refs: Sequence[PatchRef], size: int) -> Iterator[Sequence[PatchRef]]:
     for start in range(0, len(refs), size):
         yield refs[start : start + size]
 
 
+@dataclass
+class PatchOutput:
+    """One patch through the model.
+
+    Attributes:
+        ref: the patch.
+        bands: ``(C, H, W) float32`` band stack in stored units, as read.
+        truth: ``(H, W) uint8`` {0, 1, 255} mask, when asked for (``None`` otherwise).
+        probability: ``(H, W) float32`` landslide probability.
+        mask: ``(H, W) uint8`` the predicted mask (1 landslide, 0 background): what
+            ``predict`` writes as ``mask_<id>.h5``.
+    """
+
+    ref: PatchRef
+    bands: np.ndarray
+    truth: np.ndarray | None
+    probability: np.ndarray
+    mask: np.ndarray
+
+
+def patch_outputs(
+    predictor: Predictor,
+    refs: Sequence[PatchRef],
+    *,
+    threshold: float | None = None,
+    postprocess: PostprocessConfig | None = None,
+    batch_size: int = 8,
+    with_truth: bool = False,
+) -> Iterator[PatchOutput]:
+    """Probability and mask of every patch of ``refs``, in order, batch by batch.
+
+    Args:
+        predictor: the model (patches must hold its pipeline's band set).
+        refs: the patches.
+        threshold: probability threshold of the mask; ``None`` uses the predictor's.
+        postprocess: mask cleaning as for scenes; ``None`` thresholds only.
+        batch_size: patches per forward pass (patches of different sizes go one by one).
+        with_truth: also read each patch's mask (``ref.mask`` must exist; its size is checked).
+
+    Raises:
+        InputError: a patch (or its mask) is unreadable or holds another band set.
+    """
+    threshold = predictor.threshold if threshold is None else float(threshold)
+    pixel_area_m2 = predictor.pipeline.pixel_size_m**2
+    n_bands = len(predictor.pipeline.source_band_set)  # patch files hold every band of the set
+    for batch in _batches(list(refs), batch_size):
+        read = [read_patch(ref, n_bands) if with_truth else (read_image(ref.image, n_bands), None)
+                for ref in batch]
+        inputs = [predictor.prepare(bands) for bands, _ in read]
+        shapes = {x.shape for x in inputs}
+        groups = [np.stack(inputs)] if len(shapes) == 1 else [x[None] for x in inputs]
+        probabilities = [p for g in groups for p in predictor.probabilities(g)]
+        for ref, (bands, truth), probability in zip(batch, read, probabilities, strict=True):
+            mask = clean_mask(probability, threshold, postprocess, pixel_area_m2)
+            yield PatchOutput(ref, bands, truth, probability.astype(np.float32, copy=False), mask)
+
+
 def predict_patches(
-    engine: Engine,
+    predictor: Predictor,
     refs: Sequence[PatchRef],
     out_dir: str | Path,
     *,
@@ -82,46 +146,43 @@ def predict_patches(
     postprocess: PostprocessConfig | None = None,
     batch_size: int = 8,
 ) -> dict[str, Any]:
-    """Predict every patch of ``refs`` into ``out_dir``.
+    """Predict every patch of ``refs`` into ``out_dir`` (:func:`patch_outputs`).
 
     Args:
-        engine: the model and its pipeline (patches must hold the pipeline's band set).
+        predictor: the model (patches must hold its pipeline's band set).
         refs: the patches (:func:`patch_refs`).
         out_dir: output folder (created).
-        threshold: probability threshold; ``None`` uses the engine's.
-        postprocess: mask cleaning as for scenes; ``None`` thresholds only.
-        batch_size: patches per forward pass (patches of different sizes go one by one).
+        threshold: probability threshold; ``None`` uses the predictor's.
+        postprocess: mask cleaning as for scenes; ``None`` (the default of the
+            submission format) thresholds only.
+        batch_size: patches per forward pass.
 
     Returns:
         A summary: ``count`` (patches), ``landslide_pixels``, ``threshold``, ``model``,
-        ``seconds``, ``outputs`` (the folder).
+        ``engine``, ``tta``, ``postprocess``, ``seconds``, ``outputs`` (the folder).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    threshold = engine.threshold if threshold is None else float(threshold)
-    pixel_area_m2 = engine.pipeline.pixel_size_m**2
-    n_bands = len(engine.pipeline.band_set)
+    threshold = predictor.threshold if threshold is None else float(threshold)
+    n_bands = len(predictor.pipeline.source_band_set)  # patch files hold every band of the set
     started = time.perf_counter()
     # Check every patch before writing anything: a bad file late in the list must not
     # leave a half-finished set of submission files behind.
     for ref in refs:
         read_image(ref.image, n_bands)
     landslide_pixels = 0
-    for batch in _batches(list(refs), batch_size):
-        inputs = [prepare_input(engine, read_image(ref.image, n_bands)) for ref in batch]
-        shapes = {x.shape for x in inputs}
-        groups = [np.stack(inputs)] if len(shapes) == 1 else [x[None] for x in inputs]
-        probabilities = [p[0] for g in groups for p in sigmoid(engine.predict_logits(g))]
-        for ref, probability in zip(batch, probabilities, strict=True):
-            mask = clean_mask(probability, threshold, postprocess, pixel_area_m2)
-            landslide_pixels += int(mask.sum())
-            write_h5(out_dir / f"mask_{ref.id}{SUFFIX}", MASK_KEY, mask)
-            write_h5(out_dir / f"prob_{ref.id}{SUFFIX}", PROB_KEY, probability.astype(np.float32))
+    for output in patch_outputs(predictor, refs, threshold=threshold, postprocess=postprocess,
+                                batch_size=batch_size):
+        landslide_pixels += int(output.mask.sum())
+        write_h5(out_dir / mask_file_name(output.ref.id), MASK_KEY, output.mask, compress=True)
+        write_h5(out_dir / f"{PROB_PREFIX}{output.ref.id}{SUFFIX}", PROB_KEY, output.probability,
+                 compress=True)
     return {
         "count": len(refs),
         "landslide_pixels": landslide_pixels,
         "threshold": threshold,
-        "model": engine.model_name,
+        "model": predictor.model_name,
+        **predictor.record(),
         "postprocess": None if postprocess is None else asdict(postprocess),
         "seconds": round(time.perf_counter() - started, 3),
         "outputs": str(out_dir),

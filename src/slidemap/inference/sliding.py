@@ -39,7 +39,8 @@ import numpy as np
 from rasterio.windows import Window
 
 from slidemap.errors import ConfigError
-from slidemap.inference.engine import Engine, prepare_input, sigmoid
+from slidemap.inference.engine import Engine
+from slidemap.inference.predictor import Predictor, as_predictor
 from slidemap.inference.scene import SceneReader
 
 log = logging.getLogger(__name__)
@@ -176,20 +177,24 @@ def clip_to_scene(window: Window, height: int, width: int) -> Window:
     return Window(col0, row0, max(0, col1 - col0), max(0, row1 - row0))
 
 
-def predict_window(engine: Engine, reader: SceneReader, window: Window) -> WindowResult:
-    """Predict one full-size window (it may extend beyond the scene).
+def predict_window(
+    source: Engine | Predictor, reader: SceneReader, window: Window
+) -> WindowResult:
+    """Predict one full-size window (it may extend beyond the scene) with ``source`` (an
+    engine is run through a :class:`~slidemap.inference.predictor.Predictor`).
 
     The part inside the scene is read with the pipeline's halo, turned into model input,
     normalised, cropped and placed in a zero (= training mean) canvas; nodata pixels are
     zero too, so a window's input never depends on where it was cut.
     """
+    predictor = as_predictor(source)
     size_h, size_w = int(window.height), int(window.width)
     inner = clip_to_scene(window, reader.height, reader.width)
-    canvas = np.zeros((engine.pipeline.in_channels, size_h, size_w), dtype=np.float32)
+    canvas = np.zeros((predictor.pipeline.in_channels, size_h, size_w), dtype=np.float32)
     valid = np.zeros((size_h, size_w), dtype=bool)
     if inner.height > 0 and inner.width > 0:
-        bands, inner_valid, (top, left) = reader.read_with_halo(inner, engine.pipeline.halo_px)
-        model_input = prepare_input(engine, bands)
+        bands, inner_valid, (top, left) = reader.read_with_halo(inner, predictor.pipeline.halo_px)
+        model_input = predictor.prepare(bands)
         model_input[:, ~inner_valid] = 0.0
         rows = slice(top, top + int(inner.height))
         cols = slice(left, left + int(inner.width))
@@ -198,8 +203,7 @@ def predict_window(engine: Engine, reader: SceneReader, window: Window) -> Windo
         dst = (slice(dst_r, dst_r + int(inner.height)), slice(dst_c, dst_c + int(inner.width)))
         canvas[(slice(None), *dst)] = model_input[:, rows, cols]
         valid[dst] = inner_valid[rows, cols]
-    logits = engine.predict_logits(canvas[None])
-    return WindowResult(window, sigmoid(logits[0, 0]), valid)
+    return WindowResult(window, predictor.probabilities(canvas[None])[0], valid)
 
 
 class StripBlender:
@@ -280,7 +284,10 @@ def blend_windows(
         write(finished[1], finished[0])
 
 
-def iter_windows_local(engine: Engine, reader: SceneReader, plan: WindowPlan) -> Iterator[WindowResult]:
+def iter_windows_local(
+    source: Engine | Predictor, reader: SceneReader, plan: WindowPlan
+) -> Iterator[WindowResult]:
     """Predict every window of ``plan`` in this process, in order."""
+    predictor = as_predictor(source)
     for window in plan.windows():
-        yield predict_window(engine, reader, window)
+        yield predict_window(predictor, reader, window)

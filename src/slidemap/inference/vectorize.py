@@ -2,8 +2,9 @@
 
 Polygons are built in **pixel coordinates** (x = column, y = row, 1 unit = 1 pixel), so
 areas in pixels are exact and strips of a scene join seamlessly; :func:`to_map_coordinates`
-moves them to the raster's CRS at the end. Per-polygon statistics (mean and max
-probability, mean slope) are accumulated strip by strip (:class:`ZonalStats`).
+moves them to the raster's CRS at the end. Per-polygon probability statistics (mean and max)
+are accumulated strip by strip (:class:`ZonalStats`); shape and terrain attributes are in
+:mod:`slidemap.inference.attributes`.
 """
 
 from __future__ import annotations
@@ -88,37 +89,29 @@ def rasterize_ids(
 
 
 class ZonalStats:
-    """Per-polygon sums over strips: valid pixel count, Σ probability, max probability, Σ slope."""
+    """Per-polygon probability sums over strips: valid pixel count, Σ probability, max."""
 
     def __init__(self, n: int) -> None:
         self.count = np.zeros(n + 1, dtype=np.int64)
         self.sum_prob = np.zeros(n + 1, dtype=np.float64)
         self.max_prob = np.full(n + 1, -np.inf, dtype=np.float64)
-        self.sum_slope = np.zeros(n + 1, dtype=np.float64)
-        self.slope_count = np.zeros(n + 1, dtype=np.int64)
 
-    def add(self, ids: np.ndarray, probability: np.ndarray, slope_deg: np.ndarray | None = None,
-            slope_valid: np.ndarray | None = None) -> None:
+    def add(self, ids: np.ndarray, probability: np.ndarray) -> None:
         """Accumulate one strip: ``ids (h, w)`` from :func:`rasterize_ids`, ``probability (h, w)``
-        (NaN = nodata), optional ``slope_deg (h, w)`` with its validity."""
+        (NaN = nodata)."""
         valid = (ids > 0) & np.isfinite(probability)
         labels, values = ids[valid], probability[valid].astype(np.float64)
         size = self.count.size
         self.count += np.bincount(labels, minlength=size)
         self.sum_prob += np.bincount(labels, weights=values, minlength=size)
         np.maximum.at(self.max_prob, labels, values)
-        if slope_deg is not None:
-            ok = valid if slope_valid is None else valid & slope_valid
-            self.slope_count += np.bincount(ids[ok], minlength=size)
-            self.sum_slope += np.bincount(ids[ok], weights=slope_deg[ok].astype(np.float64), minlength=size)
 
     def columns(self) -> dict[str, np.ndarray]:
-        """``mean_prob``, ``max_prob``, ``mean_slope_deg`` per polygon (NaN where undefined)."""
+        """``mean_prob``, ``max_prob`` per polygon (NaN where undefined)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             mean_prob = self.sum_prob[1:] / self.count[1:]
-            mean_slope = self.sum_slope[1:] / self.slope_count[1:]
         max_prob = np.where(np.isfinite(self.max_prob[1:]), self.max_prob[1:], np.nan)
-        return {"mean_prob": mean_prob, "max_prob": max_prob, "mean_slope_deg": mean_slope}
+        return {"mean_prob": mean_prob, "max_prob": max_prob}
 
 
 def to_map_coordinates(polygons: Sequence[shapely.Polygon], transform: Affine) -> list[shapely.Geometry]:
@@ -135,7 +128,7 @@ def to_map_coordinates(polygons: Sequence[shapely.Polygon], transform: Affine) -
 def landslide_attributes(
     polygons: Sequence[shapely.Polygon], stats: ZonalStats, pixel_area_m2: float
 ) -> dict[str, np.ndarray]:
-    """The attribute table: ``id``, ``area_m2``, ``mean_prob``, ``max_prob``, ``mean_slope_deg``."""
+    """The first attribute columns: ``id``, ``area_m2``, ``mean_prob``, ``max_prob``."""
     areas = np.asarray([p.area for p in polygons], dtype=np.float64) * pixel_area_m2
     return {
         "id": np.arange(1, len(polygons) + 1, dtype=np.int64),

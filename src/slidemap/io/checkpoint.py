@@ -1,4 +1,7 @@
-"""Loading slidemap checkpoints safely: tensors and plain data only, never pickled code.
+"""Reading slidemap checkpoints safely: tensors and plain data only, never pickled code.
+
+This module reads the file and checks its plain-data section; it knows nothing of networks.
+Rebuilding the trained model from it is :func:`slidemap.models.checkpoint.load_checkpoint`.
 
 A slidemap checkpoint is a Lightning ``.ckpt`` whose ``"slidemap"`` section (written by
 :meth:`slidemap.training.task.SegmentationTask.on_save_checkpoint`) holds everything a
@@ -25,19 +28,12 @@ task, so resuming with ``ckpt_path`` also works under ``weights_only=True``.
 from __future__ import annotations
 
 import pickle
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from slidemap.errors import CheckpointError, ConfigError
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from slidemap.data.normalization import ChannelStats
-    from slidemap.features import InputPipeline
+from slidemap.errors import CheckpointError
 
 FORMAT_VERSION = 1
 SECTION = "slidemap"
@@ -46,31 +42,6 @@ REQUIRED_KEYS: tuple[str, ...] = (
 )
 #: prefix of the network's parameters in the LightningModule's state dict.
 MODEL_PREFIX = "model."
-
-
-@dataclass
-class LoadedModel:
-    """A network ready to predict, and what it needs around it.
-
-    Attributes:
-        model: the network in eval mode on CPU; ``forward((B, C, H, W)) -> logits (B, 1, H, W)``.
-        pipeline: computes the model's input channels from a band stack.
-        stats: normalisation applied after the pipeline.
-        threshold: probability threshold of the landslide mask (validation best F1).
-        meta: the checkpoint's whole ``"slidemap"`` section (plain data).
-        path: the file it came from.
-    """
-
-    model: nn.Module
-    pipeline: InputPipeline
-    stats: ChannelStats
-    threshold: float
-    meta: dict[str, Any]
-    path: Path
-
-    @property
-    def model_name(self) -> str:
-        return str(self.meta["model"]["name"])
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -123,43 +94,3 @@ def checkpoint_meta(checkpoint: dict[str, Any], path: str | Path) -> dict[str, A
 def model_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The network's parameters from a task's state dict (``model.`` prefix removed)."""
     return {k.removeprefix(MODEL_PREFIX): v for k, v in state_dict.items() if k.startswith(MODEL_PREFIX)}
-
-
-def load_checkpoint(path: str | Path) -> LoadedModel:
-    """Rebuild the trained network, its input pipeline, statistics and threshold.
-
-    Args:
-        path: a ``.ckpt`` written by ``slidemap train`` (``best.ckpt`` or ``last.ckpt``).
-
-    Raises:
-        CheckpointError: unreadable, unsafe, not a slidemap checkpoint, or weights that do
-            not fit the recorded architecture (the message names the file).
-    """
-    from slidemap.data.normalization import ChannelStats
-    from slidemap.features import InputPipeline
-    from slidemap.models import build_model
-
-    path = Path(path)
-    checkpoint = read_checkpoint(path)
-    meta = checkpoint_meta(checkpoint, path)
-    try:
-        pipeline = InputPipeline.from_dict(meta["pipeline"])
-        stats = ChannelStats.from_dict(meta["normalization"])
-        model = build_model(meta["model"]["name"], int(meta["in_channels"]), **meta["model"]["options"])
-    except (ConfigError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"cannot rebuild the model from the checkpoint: {exc}", path) from None
-    if pipeline.in_channels != int(meta["in_channels"]):
-        raise CheckpointError(
-            f"pipeline gives {pipeline.in_channels} channels but the model takes {meta['in_channels']}",
-            path,
-        )
-    try:
-        model.load_state_dict(model_state_dict(checkpoint["state_dict"]), strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"weights do not fit the recorded architecture: {first}", path) from None
-    model.eval()
-    return LoadedModel(
-        model=model, pipeline=pipeline, stats=stats, threshold=float(meta["threshold"]),
-        meta=meta, path=path,
-    )

@@ -1,12 +1,13 @@
-"""GeoTIFF input and output: validation, band mapping, windowed reads, DEM on the image grid.
+"""GeoTIFF input and output: validation, windowed reads, DEM on the image grid.
 
 Every check raises :class:`~slidemap.errors.InputError` naming the file: unreadable, no CRS,
-0×0, too few bands, bands that cannot be mapped to the checkpoint's band set, or a DEM
-that does not overlap the image. A DEM in another CRS or resolution is fine: it is warped
-onto the image grid window by window (:func:`dem_on_image_grid`), never whole.
+0×0, too few bands, or a DEM that does not overlap the image. A DEM in another CRS or
+resolution is fine: it is warped onto the image grid window by window
+(:func:`dem_on_image_grid`), never whole. Which band of a scene is which is decided in
+:mod:`slidemap.io.scene_source`.
 
-Outputs are tiled, compressed GeoTIFFs with the input's CRS and transform, written under a
-temporary name and renamed when complete (:class:`GeoTiffWriter`).
+Outputs keep the input's CRS and transform (:func:`output_profile`); they are published as
+Cloud-Optimized GeoTIFFs by :mod:`slidemap.io.cog`.
 """
 
 from __future__ import annotations
@@ -15,39 +16,30 @@ import contextlib
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
-from rasterio.io import DatasetReader, DatasetWriter
+from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
-from slidemap.bands import Band, BandSet
 from slidemap.errors import InputError
-from slidemap.io.atomic import atomic_path
 
 #: Block size of written GeoTIFFs (pixels); must be a multiple of 16.
 BLOCK_PX = 256
-#: Digital numbers per unit reflectance assumed for integer optical rasters without a
-#: band scale (Sentinel-2 L2A/L1C products store reflectance × 10000 as uint16).
-SENTINEL2_DN_PER_REFLECTANCE = 10000.0
 
 #: GDAL block cache while mapping a scene, MB. GDAL's default (5 % of RAM) fills with the
 #: blocks of every window read and makes peak memory grow with the scene; each block is
 #: used by a few neighbouring windows only, so a small cache costs no speed (docs/mapping.md).
 MAPPING_GDAL_CACHE_MB = 128
-
-BandSource = tuple[Literal["image"], int] | tuple[Literal["dem"], None] | tuple[Literal["slope"], None]
-
 
 @dataclass(frozen=True)
 class RasterInfo:
@@ -63,6 +55,7 @@ class RasterInfo:
         nodata: the nodata value (``None`` when unset; masks may still mark invalid pixels).
         descriptions: band descriptions (``""`` where unset), 1-based band ``i`` at ``[i - 1]``.
         scales: per-band scale factors from the file (1.0 when unset).
+        offsets: per-band offsets from the file (0.0 when unset).
     """
 
     path: Path
@@ -75,6 +68,7 @@ class RasterInfo:
     nodata: float | None
     descriptions: tuple[str, ...]
     scales: tuple[float, ...]
+    offsets: tuple[float, ...] = ()
 
     @property
     def pixel_size_m(self) -> tuple[float, float]:
@@ -93,6 +87,13 @@ class RasterInfo:
         """Area of one pixel, m²."""
         size_x, size_y = self.pixel_size_m
         return size_x * size_y
+
+    def area_m2(self, pixels: np.ndarray, row_off: int = 0) -> float:
+        """Ground area of the pixels set in ``pixels`` (``(h, w)`` bool, the rows starting
+        at scene row ``row_off``), m². Every area slidemap reports from counted pixels
+        goes through here."""
+        del row_off  # the same area for every row of a projected grid
+        return float(np.count_nonzero(pixels)) * self.pixel_area_m2
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -117,16 +118,24 @@ def bounded_gdal_cache(megabytes: int = MAPPING_GDAL_CACHE_MB) -> Iterator[None]
         yield
 
 
+def is_plain_file(name: str | Path) -> bool:
+    """Whether GDAL's ``name`` is a file on disk (not a ``/vsi...`` path or a ``DRIVER:...``
+    subdataset name)."""
+    text = str(name)
+    return not text.startswith("/vsi") and not re.match(r"^[A-Z][A-Z0-9_]+:", text)
+
+
 @contextlib.contextmanager
-def open_raster(path: str | Path) -> Iterator[DatasetReader]:
-    """Open ``path`` for reading; any GDAL failure becomes an :class:`InputError` naming it."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError("raster does not exist", path)
+def open_raster(path: str | Path, *, label: str | Path | None = None) -> Iterator[DatasetReader]:
+    """Open ``path`` (a file, a ``/vsi...`` path or a GDAL subdataset name) for reading;
+    any GDAL failure becomes an :class:`InputError` naming ``label`` (default: ``path``)."""
+    shown = path if label is None else label
+    if is_plain_file(path) and not Path(path).exists():
+        raise InputError("raster does not exist", shown)
     try:
-        dataset = rasterio.open(path)
+        dataset = rasterio.open(path if is_plain_file(path) else str(path))
     except (RasterioError, OSError) as exc:
-        raise InputError(f"cannot read as a raster ({exc})", path) from None
+        raise InputError(f"cannot read as a raster ({exc})", shown) from None
     with dataset:
         yield dataset
 
@@ -139,166 +148,48 @@ def inspect_raster(path: str | Path, *, min_bands: int = 1) -> RasterInfo:
     """
     path = Path(path)
     with open_raster(path) as ds:
-        if ds.width <= 0 or ds.height <= 0:
-            raise InputError(f"raster is empty ({ds.width}×{ds.height} px)", path)
-        if ds.crs is None:
-            raise InputError(
-                "raster has no coordinate reference system; assign one (gdal_edit.py -a_srs EPSG:...)",
-                path,
-            )
-        if ds.transform.is_identity:
-            raise InputError("raster has no geotransform (pixel → map coordinates)", path)
-        if ds.count < min_bands:
-            raise InputError(f"raster has {ds.count} band(s); at least {min_bands} needed", path)
-        unsupported = sorted({d for d in ds.dtypes if np.dtype(d).kind not in "biuf"})
-        if unsupported:
-            raise InputError(
-                f"raster has {', '.join(unsupported)} pixels; expected real numbers "
-                "(integer or floating-point bands)",
-                path,
-            )
-        return RasterInfo(
-            path=path,
-            crs=ds.crs,
-            transform=ds.transform,
-            width=ds.width,
-            height=ds.height,
-            count=ds.count,
-            dtypes=tuple(ds.dtypes),
-            nodata=ds.nodata,
-            descriptions=tuple(d or "" for d in ds.descriptions),
-            scales=tuple(float(s) if s else 1.0 for s in ds.scales),
-        )
+        info = dataset_info(ds, path)
+    if info.count < min_bands:
+        raise InputError(f"raster has {info.count} band(s); at least {min_bands} needed", path)
+    return info
 
 
-_MAPPING_ITEM = re.compile(r"^\s*([^=\s]+)\s*=\s*(\d+)\s*$")
-
-
-def parse_band_mapping(text: str) -> dict[str, int]:
-    """Parse ``"B2=2,B3=3,B4=4"`` into ``{"B2": 2, ...}`` (1-based raster band numbers).
+def dataset_info(ds: DatasetReader, path: str | Path) -> RasterInfo:
+    """Validate an open dataset (georeferenced, non-empty, real-valued) and describe it.
 
     Raises:
-        InputError: malformed item or a band named twice.
+        InputError: naming ``path`` and the problem.
     """
-    mapping: dict[str, int] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        match = _MAPPING_ITEM.match(item)
-        if not match:
-            raise InputError(f"--bands item {item!r} is not NAME=NUMBER (e.g. B8=8)")
-        name, number = match.group(1), int(match.group(2))
-        if name in mapping:
-            raise InputError(f"--bands names {name!r} twice")
-        mapping[name] = number
-    if not mapping:
-        raise InputError(f"--bands {text!r} maps no band; expected e.g. B2=2,B3=3,B4=4")
-    return mapping
-
-
-def _explicit_source(band: Band, mapping: Mapping[str, int], info: RasterInfo) -> int | None:
-    for key, number in mapping.items():
-        if band.matches(key):
-            if not 1 <= number <= info.count:
-                raise InputError(
-                    f"--bands maps {key} to band {number}, but the raster has bands 1..{info.count}",
-                    info.path,
-                )
-            return number
-    return None
-
-
-def _positional_sources(band_set: BandSet, count: int, have_dem: bool) -> list[BandSource | None]:
-    """Bands of an undescribed raster taken in set order: all of them when the counts match,
-    or all but the terrain bands (elevation, slope) when a separate DEM supplies those."""
-    terrain = [b.role in ("dem", "dsm", "slope") for b in band_set.bands]
-    take = [True] * len(band_set) if count == len(band_set) else [not t for t in terrain]
-    if sum(take) != count or (count != len(band_set) and not have_dem):
-        return [None] * len(band_set)
-    numbers = iter(range(1, count + 1))
-    return [("image", next(numbers)) if t else None for t in take]
-
-
-def map_bands(
-    band_set: BandSet,
-    info: RasterInfo,
-    mapping: Mapping[str, int] | None = None,
-    *,
-    have_dem: bool = False,
-) -> tuple[BandSource, ...]:
-    """Where each band of ``band_set`` comes from, in band-set order.
-
-    A band is found, in this order: in the explicit ``mapping`` (``--bands``; keys are band
-    names, roles or aliases); by the raster's band descriptions (matched against name, role
-    and aliases, case-insensitive); an elevation band from the separate DEM when
-    ``have_dem``; a ``slope`` band computed from the DEM (image or separate). Without
-    descriptions or a mapping, a raster with exactly as many bands as the set is taken in
-    set order.
-
-    Returns:
-        One :data:`BandSource` per band: ``("image", n)`` (1-based), ``("dem", None)`` or
-        ``("slope", None)``.
-
-    Raises:
-        InputError: a band cannot be found; the message lists what the raster offers.
-    """
-    mapping = dict(mapping or {})
-    unknown = [k for k in mapping if not any(b.matches(k) for b in band_set.bands)]
-    if unknown:
+    path = Path(path)
+    if ds.width <= 0 or ds.height <= 0:
+        raise InputError(f"raster is empty ({ds.width}×{ds.height} px)", path)
+    if ds.crs is None:
         raise InputError(
-            f"--bands names {', '.join(unknown)}, which band set {band_set.name!r} "
-            f"({', '.join(band_set.names)}) does not have"
+            "raster has no coordinate reference system; assign one (gdal_edit.py -a_srs EPSG:...)",
+            path,
         )
-    sources: list[BandSource | None] = []
-    for band in band_set.bands:
-        number = _explicit_source(band, mapping, info)
-        if number is None:
-            number = next(
-                (i + 1 for i, d in enumerate(info.descriptions) if d and band.matches(d)), None
-            )
-        sources.append(("image", number) if number is not None else None)
-    if not mapping and not any(info.descriptions):
-        sources = _positional_sources(band_set, info.count, have_dem)
-    elevation_in_image = any(
-        src is not None and band.role in ("dem", "dsm")
-        for band, src in zip(band_set.bands, sources, strict=True)
+    if ds.transform.is_identity:
+        raise InputError("raster has no geotransform (pixel → map coordinates)", path)
+    unsupported = sorted({d for d in ds.dtypes if np.dtype(d).kind not in "biuf"})
+    if unsupported:
+        raise InputError(
+            f"raster has {', '.join(unsupported)} pixels; expected real numbers "
+            "(integer or floating-point bands)",
+            path,
+        )
+    return RasterInfo(
+        path=path,
+        crs=ds.crs,
+        transform=ds.transform,
+        width=ds.width,
+        height=ds.height,
+        count=ds.count,
+        dtypes=tuple(ds.dtypes),
+        nodata=ds.nodata,
+        descriptions=tuple(d or "" for d in ds.descriptions),
+        scales=tuple(float(s) if s else 1.0 for s in ds.scales),
+        offsets=tuple(float(o) if o else 0.0 for o in ds.offsets),
     )
-    resolved: list[BandSource] = []
-    missing: list[str] = []
-    for band, src in zip(band_set.bands, sources, strict=True):
-        if src is not None:
-            resolved.append(src)
-        elif band.role in ("dem", "dsm") and have_dem:
-            resolved.append(("dem", None))
-        elif band.role == "slope" and (have_dem or elevation_in_image):
-            resolved.append(("slope", None))
-        else:
-            missing.append(band.name)
-    if missing:
-        offered = ", ".join(f"{i + 1}={d or '?'}" for i, d in enumerate(info.descriptions))
-        hint = " or pass --dem DEM.tif" if any(
-            b.role in ("dem", "dsm", "slope") for b in band_set.bands if b.name in missing
-        ) else ""
-        raise InputError(
-            f"cannot find band(s) {', '.join(missing)} of band set {band_set.name!r}; the raster's "
-            f"bands are {offered}; set band descriptions or pass --bands NAME=NUMBER,...{hint}",
-            info.path,
-        )
-    return tuple(resolved)
-
-
-def physical_per_raw(band: Band, info: RasterInfo, number: int) -> float:
-    """Factor from raw raster values of 1-based band ``number`` to ``band``'s physical units.
-
-    Reflectance bands: the file's band scale when it sets one, else ``1 / 10000`` for
-    integer rasters (Sentinel-2 convention), else 1 (a float raster is taken to hold
-    reflectance already). Other units (metres, degrees, DN) are taken as they are stored.
-    """
-    if band.unit != "reflectance":
-        return info.scales[number - 1]
-    if info.scales[number - 1] != 1.0:
-        return info.scales[number - 1]
-    if np.issubdtype(np.dtype(info.dtypes[number - 1]), np.integer):
-        return 1.0 / SENTINEL2_DN_PER_REFLECTANCE
-    return 1.0
 
 
 def check_overlap(image: RasterInfo, dem: RasterInfo) -> None:
@@ -370,7 +261,8 @@ def read_window(
 def output_profile(
     info: RasterInfo, dtype: str, nodata: float | int, count: int = 1
 ) -> dict[str, Any]:
-    """Profile of a tiled, DEFLATE-compressed GeoTIFF on ``info``'s grid."""
+    """Profile of a tiled (when at least one block in each direction), DEFLATE-compressed
+    GeoTIFF on ``info``'s grid."""
     block = BLOCK_PX
     tiled = info.width >= block and info.height >= block
     profile: dict[str, Any] = {
@@ -387,56 +279,3 @@ def output_profile(
     if tiled:
         profile.update(blockxsize=block, blockysize=block)
     return profile
-
-
-class GeoTiffWriter:
-    """Write a single-band GeoTIFF block by block; it appears under its name only when closed
-    without error (atomic: temporary name in the same folder, then rename).
-
-    Example::
-
-        with GeoTiffWriter(out / "probability.tif", info, "float32", np.nan) as writer:
-            writer.write(block, row_off=0, col_off=0)
-    """
-
-    def __init__(
-        self, path: str | Path, info: RasterInfo, dtype: str, nodata: float | int, *,
-        description: str = "",
-    ) -> None:
-        self.path = Path(path)
-        self._profile = output_profile(info, dtype, nodata)
-        self._description = description
-        self._atomic: contextlib.AbstractContextManager[Path] | None = None
-        self._dataset: DatasetWriter | None = None
-
-    def __enter__(self) -> GeoTiffWriter:
-        self._atomic = atomic_path(self.path)
-        tmp = self._atomic.__enter__()
-        self._dataset = rasterio.open(tmp, "w", **self._profile)
-        if self._description:
-            self._dataset.set_band_description(1, self._description)
-        return self
-
-    def write(self, block: np.ndarray, row_off: int, col_off: int = 0) -> None:
-        """Write ``block (h, w)`` with its top-left pixel at ``(row_off, col_off)``."""
-        assert self._dataset is not None, "use GeoTiffWriter as a context manager"
-        height, width = block.shape
-        window = Window(col_off, row_off, width, height)
-        self._dataset.write(block.astype(self._profile["dtype"], copy=False), 1, window=window)
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._dataset is not None and self._atomic is not None
-        self._dataset.close()
-        self._atomic.__exit__(exc_type, exc, tb)
-
-
-def write_geotiff(
-    path: str | Path, array: np.ndarray, info: RasterInfo, nodata: float | int, description: str = ""
-) -> Path:
-    """Write a whole ``(H, W)`` array on ``info``'s grid, atomically (small rasters, tests)."""
-    with GeoTiffWriter(path, info, array.dtype.name, nodata, description=description) as writer:
-        writer.write(array, 0, 0)
-    return Path(path)

@@ -3,7 +3,9 @@
 GeoPackage keeps the raster's CRS. GeoJSON is written in EPSG:4326 (longitude, latitude),
 as RFC 7946 requires, so any GIS or web map reads it without guessing; the CRS of the
 source raster is kept in the GeoPackage and in ``summary.json``. Attribute values are
-the same in both files (areas are computed before reprojection, in m²).
+the same in both files (areas and lengths are computed before reprojection, in metres).
+Both files name their layer (``landslides`` by default), never after the temporary file
+they are written to, so ``ogr2ogr`` converts them under that name.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from slidemap.io.atomic import atomic_path
 
 #: CRS of GeoJSON output (RFC 7946 §4).
 GEOJSON_CRS = "EPSG:4326"
+#: GeoPackage version written: 1.2 is read without a warning by every GDAL since 2.2 (and
+#: the QGIS/ArcGIS built on them); GDAL 3.10's default, 1.4, makes older GDALs warn.
+GPKG_VERSION = "1.2"
 
 
 def write_polygons(
@@ -41,7 +46,7 @@ def write_polygons(
         attributes: columns, name -> one value per polygon (numbers or strings); the
             columns are kept (typed) even when there are no polygons.
         crs: CRS of ``geometries``.
-        layer: GeoPackage layer name.
+        layer: layer name (GeoPackage layer, GeoJSON FeatureCollection ``name``).
 
     An empty ``geometries`` writes a valid, empty layer with the attribute columns.
     """
@@ -61,7 +66,10 @@ def write_polygons(
         ]
     wkb = np.empty(len(geoms), dtype=object)
     wkb[:] = [shapely.to_wkb(g) for g in geoms]
-    options: dict[str, Any] = {"layer": layer} if not geojson else {"layer_options": {"RFC7946": "YES"}}
+    options: dict[str, Any] = (
+        {"layer_options": {"RFC7946": "YES"}} if geojson
+        else {"dataset_options": {"VERSION": GPKG_VERSION}}
+    )
     with atomic_path(path) as tmp:
         pyogrio.raw.write(
             tmp,
@@ -72,6 +80,7 @@ def write_polygons(
             geometry_type="Polygon" if all(g.geom_type == "Polygon" for g in geoms) else "MultiPolygon",
             driver=driver,
             encoding="UTF-8",
+            layer=layer,
             **options,
         )
     return path

@@ -11,8 +11,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from slidemap.bands import BandSet, get_band_set
+from slidemap.config import PAPER_FEATURES
 from slidemap.errors import InputError
-from slidemap.features.registry import PAPER_FEATURES, get_feature
+from slidemap.features import get_feature
 
 #: Percentiles of the contrast stretch (true colour and colour-bar limits).
 STRETCH_PERCENTILES = (2.0, 98.0)
@@ -49,11 +50,8 @@ def true_colour(bands: np.ndarray, band_set: BandSet) -> np.ndarray:
     Raises:
         BandSetError: the band set has no red, green or blue band.
     """
-    channels = [
-        bands[band_set.index(role, needed_by="the true-colour panel")]
-        for role in ("red", "green", "blue")
-    ]
-    rgb = np.stack(channels, axis=-1).astype(np.float64)
+    channels = list(band_set.rgb_indices(needed_by="the true-colour panel"))
+    rgb = np.moveaxis(bands[channels], 0, -1).astype(np.float64)
     lo, hi = np.percentile(rgb, STRETCH_PERCENTILES, axis=(0, 1))
     span = np.where(hi > lo, hi - lo, 1.0)
     return np.clip((rgb - lo) / span, 0.0, 1.0).astype(np.float32)
@@ -106,7 +104,7 @@ def plot_feature_maps(
     fig = Figure(figsize=(16, 8), layout="constrained")
     axes = fig.subplots(2, 4)
     rgb_ax = axes[0, 0]
-    if band_set.has("red") and band_set.has("green") and band_set.has("blue"):
+    if band_set.has_rgb():
         rgb_ax.imshow(true_colour(clean, band_set), interpolation="nearest")
     else:
         _draw_missing(rgb_ax, f"band set {band_set.name!r} has no red, green and blue bands")

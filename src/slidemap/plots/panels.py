@@ -15,7 +15,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from slidemap.evaluation.metrics import IGNORE_INDEX
+from slidemap.data.l4s import IGNORE_INDEX
 
 TN, TP, FP, FN, IGNORED = 0, 1, 2, 3, 4
 OUTCOME_COLORS: tuple[tuple[str, str], ...] = (

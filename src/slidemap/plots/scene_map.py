@@ -37,7 +37,7 @@ def plot_scene_map(
     probability_path: str | Path,
     polygons_path: str | Path | None = None,
     *,
-    rgb_bands: Sequence[int] = (4, 3, 2),
+    rgb_bands: Sequence[int],
     max_side: int = 1200,
     title: str | None = None,
 ) -> Figure:
@@ -45,8 +45,9 @@ def plot_scene_map(
     landslide probability over a grey version of the image.
 
     Args:
-        image_path: the input scene (GeoTIFF); ``rgb_bands`` are its 1-based red, green
-            and blue bands (Sentinel-2 B4, B3, B2 in the order ``synth-scene`` writes).
+        image_path: the input scene (GeoTIFF).
+        rgb_bands: its 1-based red, green and blue raster bands (where the band set's
+            :meth:`~slidemap.bands.BandSet.rgb_indices` bands were found in the raster).
         probability_path: ``probability.tif`` written by ``slidemap predict`` (float32 0–1,
             same grid as the image).
         polygons_path: ``landslides.gpkg`` (in the image's CRS); ``None`` for none.

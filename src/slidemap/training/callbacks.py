@@ -1,20 +1,21 @@
-"""Callbacks of a slidemap run: per-epoch history (``metrics.csv``) and atomic checkpoints."""
+"""Callbacks of a slidemap run: the per-epoch history (``metrics.csv``).
+
+Checkpoints are written by Lightning's own ``ModelCheckpoint``; they appear atomically
+through :class:`slidemap.training.checkpoint_io.AtomicCheckpointIO`.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from weakref import proxy
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
 
-from slidemap.io.atomic import TMP_PREFIX, write_text_atomic
+from slidemap.io.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -84,20 +85,3 @@ class EpochHistory(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rows = [dict(row) for row in state_dict.get("rows", [])]
 
-
-class AtomicModelCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint whose files appear atomically: written under a temporary name in the
-    same folder, then renamed, so a kill never leaves a truncated ``best.ckpt``/``last.ckpt``."""
-
-    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        final = Path(filepath)
-        tmp = final.with_name(f"{TMP_PREFIX}{final.name}")
-        trainer.save_checkpoint(tmp, self.save_weights_only)  # collective; barrier inside
-        if trainer.is_global_zero:
-            os.replace(tmp, final)
-        trainer.strategy.barrier("AtomicModelCheckpoint")
-        self._last_global_step_saved = trainer.global_step
-        self._last_checkpoint_saved = filepath
-        if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                logger.after_save_checkpoint(proxy(self))

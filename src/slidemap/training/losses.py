@@ -22,9 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slidemap.data.l4s import IGNORE_INDEX
 from slidemap.errors import ConfigError
-
-IGNORE_INDEX = 255
 
 
 def flatten_valid(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,12 +6,14 @@ A run folder holds:
 file              content
 ================  ===========================================================================
 config.yaml       the resolved experiment config (after ``--data`` and ``--set`` overrides)
-stats.json        normalisation statistics of the training split (per input channel)
 best.ckpt         the checkpoint of the best validation epoch (``trainer.monitor``)
 last.ckpt         the checkpoint of the last finished epoch (what ``--resume`` continues)
 metrics.csv       one row per epoch: train and val loss, precision, recall, F1, IoU, ...
-curves.png        those curves (the paper's Fig. 4, 7, 8 for one model)
 ================  ===========================================================================
+
+The curves of ``metrics.csv`` (``curves.png``) are drawn by the workflow that calls this
+(:func:`slidemap.workflows.train.train_and_report`): training draws no figures. The
+normalisation statistics live in the checkpoints (their one home; no ``stats.json``).
 
 Checkpoints and every other file are written atomically. Distributed training is
 Lightning's: ``trainer.strategy: ddp`` with ``trainer.devices`` GPUs per node and
@@ -20,20 +22,23 @@ Lightning's: ``trainer.strategy: ddp`` with ``trainer.devices`` GPUs per node an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import sys
+import re
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import Callback, EarlyStopping, RichProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
 
 from slidemap.config import ExperimentConfig, resolve_data_path, save_config
+from slidemap.config.environment import progress_enabled
 from slidemap.data.datamodule import L4SDataModule
 from slidemap.data.l4s import read_mask
 from slidemap.data.normalization import ChannelStats
@@ -42,13 +47,52 @@ from slidemap.features import InputPipeline
 from slidemap.io.atomic import clean_stale_temporaries
 from slidemap.io.checkpoint import checkpoint_meta, read_checkpoint
 from slidemap.training.averaging import AveragedWeights
-from slidemap.training.callbacks import AtomicModelCheckpoint, EpochHistory, read_history
+from slidemap.training.callbacks import EpochHistory, read_history
+from slidemap.training.checkpoint_io import AtomicCheckpointIO
 from slidemap.training.losses import needs_class_counts
+from slidemap.training.resume import resume_setup
 from slidemap.training.task import SegmentationTask
 
 log = logging.getLogger(__name__)
 
 BEST, LAST = "best.ckpt", "last.ckpt"
+#: per-epoch history and resolved config of a run folder.
+HISTORY_FILE, CONFIG_FILE = "metrics.csv", "config.yaml"
+
+#: Warnings a training run raises that are known and harmless here, silenced while
+#: :func:`train` fits (and in the processes DDP spawns), and only these:
+#: ``(start of the message, category, why it is harmless)``.
+KNOWN_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
+    ("Checkpoint directory", UserWarning,
+     "the run folder holds config.yaml (and, on resume, the run) before the first checkpoint"),
+    ("The 'train_dataloader' does not have many workers", UserWarning,
+     "data.num_workers is the config's choice; 0 is intended for small CPU runs"),
+    ("The 'val_dataloader' does not have many workers", UserWarning,
+     "data.num_workers is the config's choice; 0 is intended for small CPU runs"),
+    ("The number of training batches", UserWarning,
+     "fewer batches per epoch than trainer.log_every: epoch metrics are logged anyway"),
+    ("`isinstance(treespec", FutureWarning,
+     "Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates; nothing to fix here"),
+)
+
+
+@contextlib.contextmanager
+def known_warnings_silenced() -> Iterator[None]:
+    """Ignore :data:`KNOWN_WARNINGS` inside the block, in this process and in processes it
+    spawns (``PYTHONWARNINGS``, restored after); every other warning still shows."""
+    entries = [f"ignore:{prefix}:{category.__name__}" for prefix, category, _ in KNOWN_WARNINGS]
+    before = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = ",".join([*entries, *([before] if before else [])])
+    try:
+        with warnings.catch_warnings():
+            for prefix, category, _ in KNOWN_WARNINGS:
+                warnings.filterwarnings("ignore", message=re.escape(prefix), category=category)
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = before
 
 
 @dataclass
@@ -74,11 +118,12 @@ class RunResult:
 
 
 def build_pipeline(config: ExperimentConfig) -> InputPipeline:
-    """The input pipeline of ``config.data`` (band set, features, pixel size, elevation)."""
+    """The input pipeline of ``config.data`` (band set and the bands read, features, pixel
+    size, elevation)."""
     data = config.data
     return InputPipeline(
         data.band_set, features=data.features, pixel_size_m=data.pixel_size_m,
-        elevation=data.elevation,
+        elevation=data.elevation, bands=data.bands,
     )
 
 
@@ -138,9 +183,8 @@ def count_classes(datamodule: L4SDataModule) -> tuple[int, int]:
 
 
 def show_progress(config: ExperimentConfig) -> bool:
-    """A progress bar only on a terminal, when asked, and unless ``SLIDEMAP_NO_PROGRESS=1``."""
-    return (config.trainer.progress and sys.stderr.isatty()
-            and os.environ.get("SLIDEMAP_NO_PROGRESS", "0") in ("", "0"))
+    """A progress bar only when asked (``trainer.progress``) and :func:`~slidemap.config.environment.progress_enabled`."""
+    return config.trainer.progress and progress_enabled()
 
 
 def tensorboard_logger(out_dir: Path) -> Any:
@@ -185,25 +229,30 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, callbacks: list[Callb
         num_sanity_val_steps=0,
         logger=tensorboard_logger(out_dir) if tc.tensorboard else False,
         callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress,
         enable_model_summary=False,
     )
 
 
 def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
-          overwrite: bool = False) -> RunResult:
+          overwrite: bool = False, source: str | Path | None = None) -> RunResult:
     """Train ``config`` into the run folder ``out_dir``.
 
     Args:
         config: the resolved experiment.
         out_dir: run folder (created).
         resume: continue from ``out_dir/last.ckpt`` (optimiser, epoch, early stopping and
-            history included); the run then reaches ``trainer.max_epochs`` in total.
+            history included); the run then reaches ``trainer.max_epochs`` in total. The
+            network, its input pipeline and statistics come from the checkpoint
+            (:func:`~slidemap.training.resume.resume_setup`).
         overwrite: allow training afresh into a folder that already holds checkpoints.
+        source: the config file ``config`` came from, named in errors.
 
     Raises:
         ConfigError: no data, a run folder with checkpoints and neither resume nor
-            overwrite, or resume without ``last.ckpt``.
+            overwrite, resume without ``last.ckpt``, or a config that disagrees with
+            ``last.ckpt`` on the model or its input.
         CheckpointError: an unreadable ``last.ckpt`` on resume.
     """
     started = time.perf_counter()
@@ -222,8 +271,8 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
 
     pipeline = build_pipeline(config)
     stats = None
-    if resume:  # same statistics as the interrupted run, whatever the data folder holds now
-        stats = ChannelStats.from_dict(checkpoint_meta(read_checkpoint(last), last)["normalization"])
+    if resume:  # the checkpoint's model, pipeline and statistics, whatever the config says now
+        config, pipeline, stats = resume_setup(config, pipeline, last, source)
     datamodule = build_datamodule(config, pipeline, stats)
     validates = datamodule.has_split("valid")
     if not validates:
@@ -233,8 +282,7 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     assert stats is not None  # setup computed them
     class_counts = count_classes(datamodule) if needs_class_counts(config.loss) else None
     if rank_zero_only.rank == 0:
-        save_config(config, out_dir / "config.yaml")
-        stats.save(out_dir / "stats.json")
+        save_config(config, out_dir / CONFIG_FILE)
 
     task = SegmentationTask(config, pipeline, stats, class_counts=class_counts, validates=validates)
     monitor = config.trainer.monitor if validates else None
@@ -246,10 +294,10 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     common = {"dirpath": out_dir, "save_top_k": 1, "auto_insert_metric_name": False,
               "enable_version_counter": False, "save_on_train_epoch_end": True}
     callbacks: list[Callback] = [
-        AtomicModelCheckpoint(filename=BEST.removesuffix(".ckpt"), monitor=monitor, mode=mode,
-                              **common),  # without validation: the last epoch, like last.ckpt
-        AtomicModelCheckpoint(filename=LAST.removesuffix(".ckpt"), monitor=None, **common),
-        EpochHistory(out_dir / "metrics.csv"),
+        # without validation, best.ckpt is the last epoch, like last.ckpt
+        ModelCheckpoint(filename=BEST.removesuffix(".ckpt"), monitor=monitor, mode=mode, **common),
+        ModelCheckpoint(filename=LAST.removesuffix(".ckpt"), monitor=None, **common),
+        EpochHistory(out_dir / HISTORY_FILE),
     ]
     if config.trainer.patience > 0 and monitor is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.trainer.patience,
@@ -258,30 +306,22 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     if averaging.name != "none":
         callbacks.append(AveragedWeights(averaging.name, averaging.decay, averaging.start_epoch))
     trainer = build_trainer(config, out_dir, callbacks, validates=validates)
-    with warnings.catch_warnings():
-        # a CPU run with few batches is intended here, not a performance problem
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*number of training batches.*")
+    with known_warnings_silenced():
         trainer.fit(task, datamodule=datamodule, ckpt_path=last if resume else None,
                     weights_only=True)
     return finish_run(out_dir, config, time.perf_counter() - started)
 
 
 def finish_run(out_dir: Path, config: ExperimentConfig, seconds: float) -> RunResult:
-    """Read back the run folder (works whichever process trained) and draw the curves."""
+    """Read back the run folder (works whichever process trained)."""
     best = out_dir / BEST
-    history = read_history(out_dir / "metrics.csv") if (out_dir / "metrics.csv").is_file() else []
+    history = read_history(out_dir / HISTORY_FILE) if (out_dir / HISTORY_FILE).is_file() else []
     meta: dict[str, Any] = {}
     best_epoch = 0
     if best.is_file():
         checkpoint = read_checkpoint(best)
         meta = checkpoint_meta(checkpoint, best)
         best_epoch = int(checkpoint.get("epoch", 0))
-    if rank_zero_only.rank == 0 and history:
-        from slidemap.plots.curves import plot_training_curves
-        from slidemap.plots.io import save_figure
-
-        save_figure(plot_training_curves({config.name: history}), out_dir / "curves.png")
     result = RunResult(
         out_dir=out_dir, best_checkpoint=best, last_checkpoint=out_dir / LAST, history=history,
         threshold=float(meta.get("threshold", 0.5)), best_epoch=best_epoch, seconds=seconds,

@@ -42,8 +42,6 @@ log = logging.getLogger(__name__)
 EPOCH_THRESHOLD = 0.5
 #: metrics logged per epoch and split (keys of :func:`metrics_from_counts`).
 EPOCH_METRICS: tuple[str, ...] = ("precision", "recall", "f1", "iou", "accuracy", "mcc")
-#: bins of the per-epoch histograms (threshold resolution 1/CURVE_BINS).
-CURVE_BINS = 1000
 
 
 class EpochAccumulator:
@@ -55,7 +53,7 @@ class EpochAccumulator:
     def reset(self) -> None:
         self.loss_sum = torch.zeros((), dtype=torch.float64)
         self.batches = torch.zeros((), dtype=torch.int64)
-        self.curves = BinnedCurves(CURVE_BINS)
+        self.curves = BinnedCurves()
 
     def update(self, loss: torch.Tensor, prob: torch.Tensor, target: torch.Tensor) -> None:
         """Add one batch: ``loss`` scalar, ``prob`` (B, H, W) in [0, 1], ``target`` (B, H, W)."""

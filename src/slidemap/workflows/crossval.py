@@ -120,13 +120,13 @@ def _train_and_score(raw_config: dict[str, Any], run_dir: str, area: str, seed: 
     """Train one fold and score its held-out area (runs in a worker process too)."""
     import torch
 
-    from slidemap.evaluation.evaluate import evaluate_checkpoint
-    from slidemap.training.run import train
+    from slidemap.workflows.evaluate import evaluate_checkpoint
+    from slidemap.workflows.train import train_and_report
 
     if threads is not None:
         torch.set_num_threads(threads)
     config = experiment_from_dict(raw_config, source=f"{run_dir}/config.yaml")
-    result = train(config, Path(run_dir), overwrite=True)
+    result = train_and_report(config, Path(run_dir), overwrite=True)
     evaluation = evaluate_checkpoint(result.best_checkpoint, held_out, split=None)
     run = CrossvalRun(
         area=area, seed=seed, run_dir=Path(run_dir), train_seconds=round(result.seconds, 1),

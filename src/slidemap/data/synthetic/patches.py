@@ -12,18 +12,28 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 from scipy import ndimage
 
 from slidemap.bands import BandSet, get_band_set
+from slidemap.data.l4s import (
+    IMAGE_DIR,
+    IMAGE_KEY,
+    MASK_DIR,
+    MASK_KEY,
+    OFFICIAL_SPLIT_DIRS,
+    SPLITS,
+    image_file_name,
+    mask_file_name,
+    write_h5,
+)
 from slidemap.data.synthetic.conditions import draw_conditions
 from slidemap.data.synthetic.landslides import place_landslides
 from slidemap.data.synthetic.noise import smooth_noise
 from slidemap.data.synthetic.render import FIELD_SCALES_PX, Tile, render_tile
 from slidemap.data.synthetic.terrain import mountain_dem, slope_deg
 from slidemap.errors import ConfigError
-from slidemap.io.atomic import atomic_path, clean_stale_temporaries, write_text_atomic
+from slidemap.io.atomic import clean_stale_temporaries, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +43,7 @@ PIXEL_SIZE_M = 10.0
 MARGIN_PX = 16
 DEM_SMOOTHING_PX = 1.0
 #: Folder of each split in the official layout, in writing order.
-SPLIT_DIRS: tuple[str, ...] = ("TrainData", "ValidData", "TestData")
+SPLIT_DIRS: tuple[str, ...] = tuple(OFFICIAL_SPLIT_DIRS[split] for split in SPLITS)
 #: Written last into the root: what was generated and how many landslide pixels it holds.
 SUMMARY_FILE = "synthetic.json"
 GENERATOR_VERSION = 1
@@ -177,18 +187,15 @@ def generate_dataset(
     index = 0
     for split_dir, count in zip(SPLIT_DIRS, counts, strict=True):
         landslide_pixels = 0
-        for folder in ("img", "mask"):
+        for folder in (IMAGE_DIR, MASK_DIR):
             (root / split_dir / folder).mkdir(parents=True, exist_ok=True)
             clean_stale_temporaries(root / split_dir / folder)
         for number in range(1, count + 1):
             patch = synth_patch(np.random.default_rng([seed, index]), size, band_set)
             index += 1
-            _write_h5(
-                root / split_dir / "img" / f"image_{number}.h5",
-                "img",
-                patch.image.astype(image_dtype),
-            )
-            _write_h5(root / split_dir / "mask" / f"mask_{number}.h5", "mask", patch.mask)
+            write_h5(root / split_dir / IMAGE_DIR / image_file_name(str(number)), IMAGE_KEY,
+                     patch.image.astype(image_dtype))
+            write_h5(root / split_dir / MASK_DIR / mask_file_name(str(number)), MASK_KEY, patch.mask)
             landslide_pixels += int(patch.mask.sum())
         summary["splits"][split_dir] = {  # type: ignore[index]
             "patches": count,
@@ -201,6 +208,11 @@ def generate_dataset(
     return root
 
 
-def _write_h5(path: Path, key: str, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
-        fh.create_dataset(key, data=array)
+def synthetic_summary(path: str | Path) -> Path | None:
+    """The :data:`SUMMARY_FILE` of the synthetic dataset holding ``path`` (its root or one of
+    its split folders), or ``None`` for data slidemap did not generate."""
+    folder = Path(path)
+    for candidate in (folder, folder.parent):
+        if (candidate / SUMMARY_FILE).is_file():
+            return candidate / SUMMARY_FILE
+    return None

@@ -31,13 +31,14 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from slidemap.config import CompareConfig, ExperimentConfig, resolve_data_path, save_config
-from slidemap.data.l4s import read_image
+from slidemap.data.l4s import split_refs
+from slidemap.data.synthetic.patches import synthetic_summary
 from slidemap.errors import ConfigError
 from slidemap.evaluation.bootstrap import (
     BootstrapResult,
@@ -45,19 +46,19 @@ from slidemap.evaluation.bootstrap import (
     describe_differences,
     patch_blocks,
 )
-from slidemap.evaluation.evaluate import (
-    Evaluation,
-    evaluate_checkpoint,
-    select_panel_ids,
-    split_refs,
-    write_figures,
-    write_metrics,
-)
-from slidemap.evaluation.report import build_report
 from slidemap.evaluation.seeds import seed_html_table, seed_markdown_table, write_seed_table
-from slidemap.evaluation.table import write_table
-from slidemap.io.checkpoint import load_checkpoint
-from slidemap.training.run import RunResult, train
+from slidemap.evaluation.table import table_caption, write_table
+from slidemap.training.run import RunResult
+from slidemap.workflows.evaluate import Evaluation, evaluate_checkpoint, write_metrics
+from slidemap.workflows.figures import (
+    select_panel_ids,
+    write_activations_figure,
+    write_evaluation_figures,
+    write_features_figure,
+    write_training_curves,
+)
+from slidemap.workflows.report import RunRecord, build_report
+from slidemap.workflows.train import CURVES_FILE, train_and_report
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +84,18 @@ class ComparisonResult:
     title: str = ""
     figures: list[tuple[str, Path]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    caption: str = ""
+    alerts: list[str] = field(default_factory=list)
+    run_records: list[RunRecord] = field(default_factory=list)
     seeds: SeedComparison | None = None
 
     def rebuild_report(self) -> None:
         """Write ``report.md``/``report.html`` again from :attr:`figures` and :attr:`notes`
         (after a caller appended its own, e.g. the demo's scene map)."""
-        tables = None if self.seeds is None else self.seeds.tables()
         self.report_md, self.report_html = build_report(
-            self.out_dir, self.title, self.metrics, self.figures, self.notes, tables=tables
+            self.out_dir, self.title, self.metrics, self.figures, self.notes,
+            caption=self.caption, alerts=self.alerts, runs=self.run_records,
+            tables=None if self.seeds is None else self.seeds.tables(),
         )
 
 
@@ -133,7 +138,8 @@ def seeded(experiment: ExperimentConfig, seed: int) -> ExperimentConfig:
 
 
 def compare_seeds(config: CompareConfig, experiments: dict[str, ExperimentConfig], data: Path,
-                  out_dir: Path, first_runs: dict[str, RunResult]) -> SeedComparison:
+                  out_dir: Path, first_runs: dict[str, RunResult], engine: str,
+                  records: list[RunRecord]) -> SeedComparison:
     """Train every model for every seed after the first (whose runs are ``first_runs``),
     score each on the comparison split, and bootstrap F1 over blocks of its patches."""
     metrics: dict[str, list[dict[str, float | int]]] = {}
@@ -142,10 +148,14 @@ def compare_seeds(config: CompareConfig, experiments: dict[str, ExperimentConfig
     for name, experiment in experiments.items():
         metrics[name], per_seed = [], []
         for seed in config.seeds:
-            run = first_runs[name] if seed == config.seeds[0] else train(
-                seeded(experiment, seed), out_dir / "runs" / slug(name) / f"seed{seed}", overwrite=True)
-            evaluation = evaluate_checkpoint(run.best_checkpoint, data, config.split)
-            write_metrics(evaluation.metrics, run.out_dir / f"metrics_{config.split}.json")
+            run = first_runs[name]
+            if seed != config.seeds[0]:
+                run_started = datetime.now(UTC).astimezone()
+                run = train_and_report(seeded(experiment, seed),
+                                       out_dir / "runs" / slug(name) / f"seed{seed}", overwrite=True)
+                records.append(run_record(name, run, seed, run_started, out_dir))
+            evaluation = evaluate_checkpoint(run.best_checkpoint, data, config.split, engine=engine)
+            write_metrics(evaluation, run.out_dir / f"metrics_{config.split}.json")
             metrics[name].append(evaluation.metrics)
             ids = list(evaluation.patch_counts)
             per_seed.append([evaluation.patch_counts[i] for i in ids])
@@ -158,39 +168,6 @@ def compare_seeds(config: CompareConfig, experiments: dict[str, ExperimentConfig
 def slug(name: str) -> str:
     """Folder-safe form of a display name: ``"UNet-CBAM"`` -> ``"unet-cbam"``."""
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model"
-
-
-def _activations_figure(config: CompareConfig, runs: dict[str, RunResult], data: Path,
-                        patch_id: str, out_dir: Path) -> Path | None:
-    """Fig. 3: the maps of ``config.activations.layer`` for one patch (None if not wanted)."""
-    from slidemap.data.datamodule import PatchDataset
-    from slidemap.plots.activations import capture_activation, plot_activations
-    from slidemap.plots.io import save_figure
-
-    wanted = config.activations
-    if wanted.model not in runs:
-        log.info("no activations figure: model %r is not among %s", wanted.model, list(runs))
-        return None
-    loaded = load_checkpoint(runs[wanted.model].best_checkpoint)
-    refs = [r for r in split_refs(data, config.split) if r.id == patch_id]
-    sample = PatchDataset(refs, loaded.pipeline, stats=loaded.stats)[0]
-    maps = capture_activation(loaded.model, wanted.layer, sample["image"].unsqueeze(0))[0]
-    figure = plot_activations(maps, f"{wanted.model}: {wanted.layer}", wanted.max_channels)
-    return save_figure(figure, out_dir / "activations.png")
-
-
-def _features_figure(config: CompareConfig, data: Path, patch_id: str, out_dir: Path) -> Path:
-    """Fig. 2: true colour and the seven feature maps of one patch."""
-    from slidemap.bands import get_band_set
-    from slidemap.plots.features import plot_feature_maps
-    from slidemap.plots.io import save_figure
-
-    band_set = get_band_set(config.base.data.band_set)
-    ref = next(r for r in split_refs(data, config.split) if r.id == patch_id)
-    bands = read_image(ref.image, n_bands=len(band_set))
-    figure = plot_feature_maps(bands, band_set, config.base.data.pixel_size_m,
-                               title=f"patch {patch_id}")
-    return save_figure(figure, out_dir / "features.png")
 
 
 def comparison_data(config: CompareConfig) -> Path:
@@ -211,9 +188,34 @@ def comparison_data(config: CompareConfig) -> Path:
     return resolve_data_path(path)
 
 
-def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResult:
+def run_record(name: str, run: RunResult, seed: int, started: datetime, out_dir: Path) -> RunRecord:
+    """How the report lists one training run of a comparison in ``out_dir``."""
+    from slidemap import __version__
+
+    return RunRecord(name=name, config=(run.out_dir / "config.yaml").relative_to(out_dir).as_posix(),
+                     seed=seed, version=__version__, started=started, seconds=run.seconds,
+                     best_epoch=run.best_epoch + 1, epochs=len(run.history))
+
+
+def synthetic_alerts(data: Path) -> list[str]:
+    """The report's warning when ``data`` is a synthetic dataset (it has ``synthetic.json``)."""
+    summary = synthetic_summary(data)
+    if summary is None:
+        return []
+    return [f"These data are synthetic ({summary.parent}, generated by slidemap; see "
+            f"{summary.name}): the scores show that the pipeline works, not how well a model "
+            "maps real landslides."]
+
+
+def run_comparison(config: CompareConfig, out_dir: str | Path, *, engine: str = "auto") -> ComparisonResult:
     """Train and evaluate every model of ``config`` on the same data; write Table 1,
     the figures and the report into ``out_dir`` (see the module docstring).
+
+    Args:
+        config: the comparison (registry names checked: :func:`~slidemap.workflows.configs.load_comparison`).
+        out_dir: the comparison folder.
+        engine: inference engine of the evaluations (``auto``: torch for patches), as
+            ``slidemap evaluate --engine``; recorded in each ``metrics_<split>.json``.
 
     Raises:
         ConfigError: no data for the split (:func:`comparison_data`), or a bad model variant.
@@ -228,47 +230,56 @@ def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResu
     result = ComparisonResult(out_dir=out_dir)
     for name, experiment in experiments.items():
         log.info("training %s (%s)", name, experiment.model.name)
-        if config.seeds:
-            result.runs[name] = train(seeded(experiment, config.seeds[0]), out_dir / "runs"
-                                      / slug(name) / f"seed{config.seeds[0]}", overwrite=True)
-        else:
-            result.runs[name] = train(experiment, out_dir / "runs" / slug(name), overwrite=True)
+        run_started = datetime.now(UTC).astimezone()
+        run_dir = out_dir / "runs" / slug(name)
+        if config.seeds:  # the first seed's runs make the figures
+            experiment = seeded(experiment, config.seeds[0])
+            run_dir = run_dir / f"seed{config.seeds[0]}"
+        run = train_and_report(experiment, run_dir, overwrite=True)
+        result.runs[name] = run
+        result.run_records.append(
+            run_record(name, run, experiment.trainer.seed, run_started, out_dir))
 
     refs = split_refs(data, config.split)
     panel_ids = select_panel_ids(refs, config.panels.count, config.panels.ids)
     evaluations: dict[str, Evaluation] = {}
     for name, run in result.runs.items():
-        evaluation = evaluate_checkpoint(run.best_checkpoint, data, config.split, keep_ids=panel_ids)
-        write_metrics(evaluation.metrics, run.out_dir / f"metrics_{config.split}.json")
+        evaluation = evaluate_checkpoint(run.best_checkpoint, data, config.split, keep_ids=panel_ids,
+                                         engine=engine)
+        write_metrics(evaluation, run.out_dir / f"metrics_{config.split}.json")
         evaluations[name] = evaluation
         result.metrics[name] = evaluation.metrics
 
     if config.seeds:
-        result.seeds = compare_seeds(config, experiments, data, out_dir, result.runs)
+        result.seeds = compare_seeds(config, experiments, data, out_dir, result.runs, engine,
+                                     result.run_records)
         table = write_seed_table(result.seeds.metrics, out_dir, intervals=result.seeds.bootstrap)
     else:
         table = write_table(result.metrics, out_dir)
-    figures = write_figures(evaluations, out_dir, panel_ids)
-    from slidemap.plots.curves import plot_training_curves
-    from slidemap.plots.io import save_figure
-
-    figures["curves"] = save_figure(
-        plot_training_curves({name: run.history for name, run in result.runs.items()},
-                             metrics=("loss", "precision", "recall", "f1")),
-        out_dir / "curves.png")
+    figures = write_evaluation_figures(evaluations, out_dir, panel_ids)
+    figures["curves"] = write_training_curves(
+        {name: run.history for name, run in result.runs.items()}, out_dir / CURVES_FILE)
+    by_id = {ref.id: ref for ref in refs}
     feature_patch = config.features_patch or (panel_ids[0] if panel_ids else refs[0].id)
-    figures["features"] = _features_figure(config, data, feature_patch, out_dir)
-    if panel_ids:
-        with torch.inference_mode():
-            activations = _activations_figure(config, result.runs, data, panel_ids[0], out_dir)
-        if activations is not None:
-            figures["activations"] = activations
+    if feature_patch not in by_id:
+        raise ConfigError(f"features_patch {feature_patch!r} is not in the {config.split} split")
+    first_run = next(iter(result.runs.values()))
+    figures["features"] = write_features_figure(first_run.best_checkpoint, by_id[feature_patch],
+                                                out_dir / "features.png")
+    wanted = config.activations
+    if panel_ids and wanted.model in result.runs:
+        figures["activations"] = write_activations_figure(
+            result.runs[wanted.model].best_checkpoint, wanted, by_id[panel_ids[0]],
+            out_dir / "activations.png")
+    elif panel_ids:
+        log.info("no activations figure: model %r is not among %s", wanted.model, list(result.runs))
 
     result.seconds = time.perf_counter() - started
     captions = {
         "curves": "Per-epoch loss, precision, recall and F1 (training solid, validation dashed) "
                   "- Fig. 4, 7, 8",
-        "roc": f"ROC curves on the {config.split} split - Fig. 5, 11",
+        "roc": f"ROC curves on the {config.split} split, on linear axes and with the false "
+               "positive rate on a log scale (where the models differ) - Fig. 5, 11",
         "pr": f"Precision-recall curves on the {config.split} split",
         "confusion": "Confusion matrices (rows: true label, columns: predicted) - Fig. 10",
         "panels": "Predictions on the same patches (TP, FP, FN coloured) - Fig. 6, 9",
@@ -276,19 +287,22 @@ def run_comparison(config: CompareConfig, out_dir: str | Path) -> ComparisonResu
         "activations": f"Activations of {config.activations.model} layer "
                        f"'{config.activations.layer}' - Fig. 3",
     }
+    record = next(iter(evaluations.values())).record
     notes = [
         f"Data: {data}, {len(refs)} patches in the {config.split} split; metrics over all "
         "pixels of the split from one confusion matrix.",
         "Each model's threshold is its checkpoint's: the validation max-F1, or the config's "
         "fixed value (column 'Threshold').",
-        *(f"{name}: {run.out_dir.relative_to(out_dir)} (best epoch {run.best_epoch + 1} of "
-          f"{len(run.history)}, {run.seconds:.0f} s)" for name, run in result.runs.items()),
+        f"Probabilities by the {record['engine']} engine (the path of slidemap predict), "
+        "masks thresholded without post-processing, as in the submission format.",
         f"Table files: {table.markdown.name}, {table.csv.name}, {table.json.name}. "
         f"Total time {result.seconds:.0f} s.",
         *(result.seeds.notes() if result.seeds is not None else []),
     ]
     order = ("curves", "roc", "pr", "confusion", "panels", "features", "activations")
     result.title = f"slidemap comparison: {config.name}"
+    result.caption = table_caption(result.metrics, config.split, len(refs))
+    result.alerts = synthetic_alerts(data)
     result.figures = [(captions[key], figures[key]) for key in order if key in figures]
     result.notes = notes
     result.rebuild_report()
