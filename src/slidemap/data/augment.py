@@ -134,9 +134,7 @@ class BandJitter:
         self.elevation = elevation
         self.optical = [(i, b.full_scale) for i, b in enumerate(band_set.bands)
                         if b.full_scale is not None]
-        self.rgb = ([band_set.index("red"), band_set.index("green"), band_set.index("blue")]
-                    if band_set.has("red") and band_set.has("green") and band_set.has("blue")
-                    else None)
+        self.rgb = list(band_set.rgb_indices()) if band_set.has_rgb() else None
         self.elevation_bands = [i for i, b in enumerate(band_set.bands) if b.role in ELEVATION_ROLES]
         self.slope_bands = [i for i, b in enumerate(band_set.bands) if b.role == "slope"]
         if photometric.probability > 0 and not self.optical:
