@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from slidemap.cli._runtime import setup_logging
+from slidemap.cli._runtime import add_override_arguments, setup_logging
 
 HELP = ("leave-one-area-out validation: train on all areas but one, score the one left out, "
         "for every area and seed (table as Markdown and JSON)")
@@ -23,10 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder: crossval.md, crossval.json, runs/<area>/seed<k>/")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="runs trained at once, sharing the CPU threads (default 1)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="override a config value, e.g. trainer.max_epochs=5 (repeatable)")
-    parser.add_argument("--verbose", action="store_true", help="also show Lightning's messages")
+    add_override_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
