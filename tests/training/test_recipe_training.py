@@ -98,3 +98,15 @@ def test_ema_before_its_start_epoch_leaves_the_weights_plain(areas, tmp_path: Pa
     assert all(torch.equal(a[k], b[k]) for k in a)  # nothing averaged yet
     assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
     assert "current_model_state" in torch.load(early.last_checkpoint, weights_only=True)
+
+
+def test_augmentation_a_band_set_cannot_take_is_refused_when_the_config_loads() -> None:
+    from slidemap.workflows.configs import load_experiment
+
+    two_bands = "data.band_set={name: rg, bands: [{name: R, role: red, unit: DN}, {name: D, role: dsm}]}"
+    with pytest.raises(ConfigError, match=r"unet\.yaml: 'data\.augmentation': saturation and hue"):
+        load_experiment("configs/rgbd/unet.yaml", [two_bands, "data.features=[]",
+                                                   "data.augmentation.photometric={probability: 1, hue: 0.1}"])
+    config = load_experiment("configs/rgbd/unet.yaml", [
+        "data.augmentation.photometric={probability: 1, hue: 0.1}", "data.holdout.fraction=0.2"])
+    assert config.data.augmentation.photometric.hue == 0.1 and config.data.holdout.block_px == 512
