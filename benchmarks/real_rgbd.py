@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once")
     parser.add_argument("--epochs", type=int, default=None, help="override trainer.max_epochs")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="config override applied to every variant (repeatable)")
     parser.add_argument("--work", type=Path, default=RESULTS / "real_rgbd", help="crossval folders")
     parser.add_argument("--out", type=Path, default=RESULTS / "real_rgbd.json", help="JSON results")
     args = parser.parse_args(argv)
@@ -114,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = {n: VARIANTS[n][0] for n in names}
     for name in names:
         _, config_name, overrides = VARIANTS[name]
+        overrides = [*overrides, *args.overrides]
         if args.epochs is not None:
             overrides = [*overrides, f"trainer.max_epochs={args.epochs}"]
         config = load_experiment(config_name, [*overrides, "trainer.progress=false"])

@@ -35,7 +35,8 @@ def test_rgbd_shipped_configs_train_on_every_area_with_supported_features_only()
     for name in ("unet", "unet_cbam"):
         config = load_experiment(f"configs/rgbd/{name}.yaml")
         assert config.data.band_set == "rgbd" and config.data.elevation == "relative"
-        # deployable: trained on every labelled area, nothing chosen on held-out data
+        # deployable: trained on every labelled area; checkpoint and threshold chosen on
+        # held-out blocks of those areas, never on another area
         assert [p.rsplit("/", 1)[-1] for p in config.data.train_path] == ["area_A", "area_B"]
-        assert config.data.val_path is None and config.data.holdout.fraction == 0
-        assert config.threshold == 0.5 and config.trainer.patience == 0
+        assert config.data.val_path is None and config.data.holdout.fraction == 0.2
+        assert config.threshold == "best_f1" and config.trainer.patience == 0

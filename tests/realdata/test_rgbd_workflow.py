@@ -45,7 +45,8 @@ def test_rgbd_evaluate_on_any_folder_with_img_and_mask(
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics)[: len(METRIC_KEYS)] == list(METRIC_KEYS)
     assert metrics["n_pixels"] == 6 * PATCH_PX * PATCH_PX
-    assert metrics["threshold"] == 0.5  # the config's fixed threshold
+    # the checkpoint's threshold (the config's best_f1, chosen on its validation data)
+    assert metrics["threshold"] == pytest.approx(load_checkpoint(rgbd_run / "best.ckpt").threshold)
     # the panels show the two patches with the most landslide pixels, in true colour
     # (R, G, B: the band set's first three bands, not the Sentinel-2 indices)
     from slidemap.plots.panels import percentile_stretch
@@ -86,7 +87,7 @@ def test_rgbd_compare_scores_seeds_on_the_left_out_area_with_intervals(
     assert main(["compare", "--config", "configs/rgbd/compare.yaml", "--out", str(out),
                  *tiny_overrides(*rgbd_areas, prefix="base."),
                  "--set", "base.data.val_path=null", "--set", f"base.data.test_path={rgbd_areas[1]}",
-                 "--set", "seeds=[0, 1]",
+                 "--set", "seeds=[0, 1]", "--set", "base.data.holdout.block_px=64",
                  "--set", "models.0.model.options.base_channels=4",
                  "--set", "models.1.model.options.base_channels=4"]) == 0
     table = json.loads((out / "table1.json").read_text())

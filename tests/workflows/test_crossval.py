@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from rgbd_fakes import PATCH_PX
 
@@ -15,8 +16,10 @@ from slidemap.cli import main
 from slidemap.workflows.crossval import bootstrap_crossvals, load_crossval
 from slidemap.workflows.evaluate import evaluate_checkpoint
 
+# the fake areas' patches are 32 px at a 64 px grid: blocks of 64 px hold one patch each
 TINY = ["--set", "data.batch_size=4", "--set", "model.options.base_channels=4",
-        "--set", "model.options.depth=2", "--set", "trainer.max_epochs=1"]
+        "--set", "model.options.depth=2", "--set", "trainer.max_epochs=1",
+        "--set", "data.holdout.block_px=64"]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,9 @@ def test_held_out_scores_are_those_of_the_run_checkpoint_on_the_held_out_area(
     assert run.metrics["f1"] == pytest.approx(again.metrics["f1"])
     assert run.metrics["n_pixels"] == 6 * PATCH_PX * PATCH_PX  # every pixel of area B
     assert len(run.patch_counts) == 6
-    assert run.metrics["threshold"] == 0.5
+    # the threshold was chosen on held-out blocks of area A, and is the checkpoint's
+    chosen = torch.load(run.run_dir / "best.ckpt", weights_only=True)["slidemap"]["threshold"]
+    assert run.metrics["threshold"] == pytest.approx(chosen)
 
 
 def test_table_gives_mean_and_std_over_seeds_per_area_and_over_areas(crossval_out: Path) -> None:

@@ -20,7 +20,7 @@ def test_benchmark_cross_validates_each_variant_and_pairs_them(
     out = tmp_path / "real_rgbd.json"
     status = module.main(["--data", str(rgbd_areas[0].parent), "--variants", "unet,cbam_skip",
                           "--seeds", "1", "--epochs", "1", "--work", str(tmp_path / "work"),
-                          "--out", str(out)])
+                          "--out", str(out), "--set", "data.holdout.block_px=64"])
     assert status == 0
     results = json.loads(out.read_text())
     assert list(results["variants"]) == ["unet", "cbam_skip"]
