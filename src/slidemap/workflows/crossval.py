@@ -144,8 +144,12 @@ def _finished(run_dir: Path, experiment: ExperimentConfig) -> CrossvalRun | None
     stored = run_dir / "config.yaml"
     if not stored.is_file():
         return None
-    previous = yaml.safe_load(stored.read_text(encoding="utf-8"))
-    if previous != yaml.safe_load(yaml.safe_dump(experiment.to_dict(), sort_keys=False)):
+    try:  # through the schema, so settings added since (at their defaults) compare equal
+        previous = experiment_from_dict(yaml.safe_load(stored.read_text(encoding="utf-8")),
+                                        source=stored).to_dict()
+    except (ConfigError, yaml.YAMLError):
+        previous = None
+    if previous != experiment.to_dict():
         raise ConfigError(
             "holds a run of another experiment (its config.yaml differs); choose another --out",
             run_dir)
