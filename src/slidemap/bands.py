@@ -52,6 +52,10 @@ KNOWN_ROLES: frozenset[str] = frozenset(
 )
 #: Roles that hold an elevation surface (metres once converted to physical units).
 ELEVATION_ROLES: tuple[str, ...] = ("dem", "dsm")
+#: Full scale of an optical band, in its physical unit: reflectance 0-1, 8-bit digital
+#: numbers 0-255. A band in one of these units is optical (photometric augmentation
+#: jitters it); ``DN`` saturates at its full scale, reflectance does not.
+OPTICAL_FULL_SCALE: dict[str, float] = {"reflectance": 1.0, "DN": 255.0}
 #: Roles of a true-colour display, in display order.
 RGB_ROLES: tuple[str, str, str] = ("red", "green", "blue")
 #: Processing levels a band set may declare ("" = not said).
@@ -167,6 +171,13 @@ class Band:
     physical_per_unit: float = 1.0
     unit: str = ""
     aliases: tuple[str, ...] = ()
+
+    @property
+    def full_scale(self) -> float | None:
+        """Full scale of an optical band in stored units (:data:`OPTICAL_FULL_SCALE`
+        divided by ``physical_per_unit``); ``None`` for a band that is not optical."""
+        physical = OPTICAL_FULL_SCALE.get(self.unit)
+        return None if physical is None else physical / self.physical_per_unit
 
     def matches(self, label: str) -> bool:
         """Whether a band label names this band (case-insensitive).

@@ -358,20 +358,25 @@ RESUME_CONFIG: dict[str, Any] = {
 }
 
 
-@pytest.fixture(scope="session")
-def resume_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """``(config, data, reference run)``: :data:`RESUME_CONFIG` trained once, uninterrupted,
-    in a child process (one thread), shared by every resume test of the session."""
+def train_reference(root: Path, raw_config: dict[str, Any]) -> tuple[Path, Path, Path]:
+    """``(config, data, reference run)``: ``raw_config`` written to ``root`` and trained once,
+    uninterrupted, in a child process (one thread), on a 12-patch split folder."""
     import yaml
 
-    root = tmp_path_factory.mktemp("resume")
     data = make_split_folder(root / "data", n=12, size=32)
     config = root / "cfg.yaml"
-    config.write_text(yaml.safe_dump(RESUME_CONFIG))
+    config.write_text(yaml.safe_dump(raw_config))
     reference = root / "reference"
     done = run_cli_subprocess(["train", "--config", config, "--data", data, "--out", reference])
     assert done.code == 0, done.err
     return config, data, reference
+
+
+@pytest.fixture(scope="session")
+def resume_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """:data:`RESUME_CONFIG` trained once (:func:`train_reference`), shared by every resume
+    test of the session."""
+    return train_reference(tmp_path_factory.mktemp("resume"), RESUME_CONFIG)
 
 
 def last_weights(run: Path) -> dict[str, torch.Tensor]:

@@ -34,7 +34,7 @@ from slidemap import __version__
 #: command name -> module under slidemap.cli (dashes become underscores).
 COMMANDS: tuple[str, ...] = (
     "demo", "synth", "synth-scene", "features", "train", "evaluate", "compare",
-    "predict", "export", "models",
+    "predict", "export", "models", "crossval",
 )
 
 #: exit status of a command line argparse or the dispatcher refuses (argparse's own).

@@ -116,7 +116,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
 
 
 def load_compare_config(path: str | Path, overrides: Sequence[str] = ()) -> CompareConfig:
-    """Read a comparison YAML: ``base`` is inline or a path relative to this file.
+    """Read a comparison YAML: ``base`` is inline or a path relative to this file, and
+    ``base_overrides`` (optional, nested like an experiment) changes it for this comparison.
 
     Overrides address the comparison (``base.trainer.max_epochs=5``, ``split=valid``).
     Every model's resolved experiment is validated here, so a bad variant fails before
@@ -130,11 +131,19 @@ def load_compare_config(path: str | Path, overrides: Sequence[str] = ()) -> Comp
     if not isinstance(base, Mapping):
         raise ConfigError(f"'base' must be a mapping or a file name, got {base!r}", resolved)
     raw["base"] = deep_update(ExperimentConfig().to_dict(), base)
+    # ``base_overrides`` changes the base file's settings for this comparison only (e.g. a
+    # deployable config trained on every area, compared here with one area left out)
+    base_overrides = raw.pop("base_overrides", None) or {}
+    if not isinstance(base_overrides, Mapping):
+        raise ConfigError(f"'base_overrides' must be a mapping, got {base_overrides!r}", resolved)
+    deep_update(raw["base"], base_overrides)
     raw = apply_overrides(raw, overrides, resolved)
     config = build(CompareConfig, raw, resolved)
     names = [v.name for v in config.models]
     if len(set(names)) != len(names):
         raise ConfigError(f"model variant names repeat: {names}", resolved)
+    if len(set(config.seeds)) != len(config.seeds):
+        raise ConfigError(f"'seeds' repeat: {config.seeds}", resolved)
     config.experiments(resolved)
     return config
 

@@ -47,6 +47,7 @@ from slidemap.errors import ConfigError
 from slidemap.features import InputPipeline
 from slidemap.io.checkpoint import checkpoint_meta, read_checkpoint
 from slidemap.io.outputs import OutputFolder, holding
+from slidemap.training.averaging import AveragedWeights
 from slidemap.training.callbacks import EpochHistory, read_history
 from slidemap.training.checkpoint_io import AtomicCheckpointIO
 from slidemap.training.interrupt import GracefulStop, TrainingStopped
@@ -132,6 +133,15 @@ def build_pipeline(config: ExperimentConfig) -> InputPipeline:
     )
 
 
+def resolve_data_paths(path: str | list[str] | None) -> Path | list[Path] | None:
+    """One data path or a list of them, each found by :func:`~slidemap.config.resolve_data_path`."""
+    if path is None:
+        return None
+    if isinstance(path, list):
+        return [resolve_data_path(item) for item in path]
+    return resolve_data_path(path)
+
+
 def build_datamodule(
     config: ExperimentConfig, pipeline: InputPipeline, stats: ChannelStats | None = None,
     resume_at: tuple[int, int] | None = None,
@@ -145,14 +155,29 @@ def build_datamodule(
     if data.root is None and data.train_path is None:
         raise ConfigError("no training data: give --data DIR (or data.root / data.train_path)")
     root, train_path, val_path, test_path = (
-        None if path is None else resolve_data_path(path)
+        resolve_data_paths(path)
         for path in (data.root, data.train_path, data.val_path, data.test_path)
     )
     return L4SDataModule(
         root, pipeline, batch_size=data.batch_size, num_workers=data.num_workers,
         augment=data.augment, stats=stats, cache=data.cache, train_path=train_path,
-        val_path=val_path, test_path=test_path, seed=config.trainer.seed, resume_at=resume_at,
+        val_path=val_path, test_path=test_path, seed=config.trainer.seed,
+        augmentation=data.augmentation, holdout=data.holdout, resume_at=resume_at,
     )
+
+
+def check_without_validation(config: ExperimentConfig) -> None:
+    """A run without validation data chooses nothing on it: a fixed threshold, no early
+    stopping; ``best.ckpt`` is then the last epoch's. :class:`ConfigError` otherwise."""
+    if not isinstance(config.threshold, float):
+        raise ConfigError(
+            "no validation data (data.val_path is null and data.holdout.fraction is 0), so "
+            "'threshold: best_f1' has nothing to choose on; fix it (e.g. threshold: 0.5), give "
+            "data.val_path, or hold out blocks of the training areas (data.holdout.fraction)")
+    if config.trainer.patience > 0:
+        raise ConfigError(
+            "no validation data (data.val_path is null and data.holdout.fraction is 0), so "
+            "early stopping has nothing to watch; set trainer.patience: 0 or give validation data")
 
 
 def count_classes(datamodule: L4SDataModule) -> tuple[int, int]:
@@ -189,8 +214,10 @@ def tensorboard_logger(out_dir: Path) -> Any:
                              default_hp_metric=False)
 
 
-def build_trainer(config: ExperimentConfig, out_dir: Path, callbacks: list[Callback]) -> L.Trainer:
-    """The Lightning Trainer of ``config.trainer`` writing into ``out_dir``."""
+def build_trainer(config: ExperimentConfig, out_dir: Path, callbacks: list[Callback],
+                  validates: bool = True) -> L.Trainer:
+    """The Lightning Trainer of ``config.trainer`` writing into ``out_dir`` (no validation
+    loop when ``validates`` is false)."""
     tc = config.trainer
     progress = show_progress(config)
     if progress:
@@ -205,7 +232,7 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, callbacks: list[Callb
         precision=tc.precision,
         deterministic=tc.deterministic,
         limit_train_batches=tc.limit_train_batches,
-        limit_val_batches=tc.limit_val_batches,
+        limit_val_batches=tc.limit_val_batches if validates else 0,
         log_every_n_steps=tc.log_every,
         num_sanity_val_steps=0,
         logger=tensorboard_logger(out_dir) if tc.tensorboard else False,
@@ -284,6 +311,9 @@ def _fit(config: ExperimentConfig, out_dir: Path, resume: bool, source: str | Pa
     keep_config = _same_config(config, out_dir) or (resume and folder.is_input(out_dir / CONFIG_FILE))
     folder.claim(name for name in RUN_OUTPUTS if not (name == CONFIG_FILE and keep_config))
     datamodule = build_datamodule(config, pipeline, stats, resume_at)
+    validates = datamodule.has_split("valid")
+    if not validates:
+        check_without_validation(config)
     datamodule.setup("fit")
     stats = datamodule.stats
     assert stats is not None  # setup computed them
@@ -291,8 +321,8 @@ def _fit(config: ExperimentConfig, out_dir: Path, resume: bool, source: str | Pa
     if rank_zero_only.rank == 0 and not keep_config:
         save_config(config, out_dir / CONFIG_FILE)
 
-    task = SegmentationTask(config, pipeline, stats, class_counts=class_counts)
-    monitor = config.trainer.monitor
+    task = SegmentationTask(config, pipeline, stats, class_counts=class_counts, validates=validates)
+    monitor = config.trainer.monitor if validates else None
     mode = "min" if monitor == "val_loss" else "max"
     # Two checkpoint callbacks: Lightning 2.6 writes ``save_last`` only in epochs that also
     # improved the monitored metric, so "last" is a checkpoint of its own, without a monitor.
@@ -301,16 +331,20 @@ def _fit(config: ExperimentConfig, out_dir: Path, resume: bool, source: str | Pa
     common = {"dirpath": out_dir, "save_top_k": 1, "auto_insert_metric_name": False,
               "enable_version_counter": False, "save_on_train_epoch_end": True}
     callbacks: list[Callback] = [
+        # without validation, best.ckpt is the last epoch, like last.ckpt
         ModelCheckpoint(filename=BEST.removesuffix(".ckpt"), monitor=monitor, mode=mode, **common),
         ModelCheckpoint(filename=LAST.removesuffix(".ckpt"), monitor=None, **common),
         EpochHistory(out_dir / HISTORY_FILE),
     ]
-    if config.trainer.patience > 0:
+    if config.trainer.patience > 0 and monitor is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.trainer.patience,
                                        check_on_train_epoch_end=True))
+    averaging = config.trainer.averaging
+    if averaging.name != "none":
+        callbacks.append(AveragedWeights(averaging.name, averaging.decay, averaging.start_epoch))
     stop = GracefulStop(last)  # SIGINT/SIGTERM: save last.ckpt at the next safe point, then stop
     callbacks.append(stop)
-    trainer = build_trainer(config, out_dir, callbacks)
+    trainer = build_trainer(config, out_dir, callbacks, validates=validates)
     with known_warnings_silenced(), stop.catching_signals():
         try:
             trainer.fit(task, datamodule=datamodule, ckpt_path=last if resume else None,

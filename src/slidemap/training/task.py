@@ -98,6 +98,9 @@ class SegmentationTask(L.LightningModule):
         pipeline: the input pipeline (stored in checkpoints).
         stats: normalisation statistics of the training split (stored in checkpoints).
         class_counts: ``(n_positive, n_negative)`` training pixels, for ``weighted_bce: auto``.
+        validates: whether the run has a validation split. Without one (training on every
+            labelled area, a fixed threshold, the last checkpoint) the epoch's record holds
+            the training metrics alone, made by :meth:`close_epoch` at the epoch's end.
 
     Batches are ``{"image": (B, C, H, W) float32 normalised, "mask": (B, H, W) int64}``.
     """
@@ -108,8 +111,10 @@ class SegmentationTask(L.LightningModule):
         pipeline: InputPipeline,
         stats: ChannelStats,
         class_counts: tuple[int, int] | None = None,
+        validates: bool = True,
     ) -> None:
         super().__init__()
+        self.validates = validates
         self.config = config
         self.pipeline = pipeline
         self.stats = stats
@@ -158,6 +163,22 @@ class SegmentationTask(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._epochs["val"].reset()
+
+    def close_epoch(self) -> None:
+        """The epoch's record from the training split alone (a run without validation);
+        called at the training epoch's end, before its checkpoints are written."""
+        record: dict[str, float] = {"epoch": float(self.current_epoch)}
+        accumulator = self._epochs["train"]
+        accumulator.reduce(self.trainer.strategy)
+        if not accumulator.empty:
+            record.update(accumulator.metrics("train"))
+        record["threshold"] = float(self.threshold)
+        if self.trainer.optimizers:
+            record["lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"])
+        self.last_epoch_record = record
+        for key, value in record.items():
+            if key != "epoch":
+                self.log(key, value, sync_dist=False)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:

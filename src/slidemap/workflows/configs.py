@@ -21,6 +21,7 @@ from slidemap.config import (
     resolve_config_path,
 )
 from slidemap.config.validation import close_matches
+from slidemap.data.augment import BandJitter
 from slidemap.errors import BandSetError, ConfigError
 from slidemap.features import get_feature, list_features
 from slidemap.models import list_models, model_info
@@ -71,6 +72,11 @@ def check_names(config: ExperimentConfig, source: str | Path | None = "<config>"
             get_feature(name).check(band_set)
     except BandSetError as exc:
         raise ConfigError(f"{keys}: {exc.problem}", source) from None
+    try:  # the augmentations need bands of the files (optical units, red/green/blue, a DEM)
+        BandJitter(get_band_set(data.band_set), data.augmentation.photometric,
+                   data.augmentation.elevation)
+    except ConfigError as exc:
+        raise ConfigError(f"'data.augmentation': {exc.problem}", source) from None
     check_trainer_environment(config, source)
     return config
 

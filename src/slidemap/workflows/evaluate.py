@@ -65,6 +65,8 @@ class Evaluation:
         samples: patch id -> :class:`PatchPrediction`, for the ids asked for.
         model_name: registry name of the network.
         band_set: the checkpoint's band set (names the channels of ``PatchPrediction.bands``).
+        patch_counts: patch id -> its ``(tp, fp, fn, tn)`` int64 (they sum to ``counts``),
+            for bootstraps over patches.
     """
 
     metrics: dict[str, float | int]
@@ -74,6 +76,7 @@ class Evaluation:
     samples: dict[str, PatchPrediction] = field(default_factory=dict)
     model_name: str = ""
     band_set: BandSet | None = None
+    patch_counts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def evaluate_checkpoint(
@@ -113,12 +116,16 @@ def evaluate_checkpoint(
     counts = ConfusionCounts()
     keep = set(keep_ids)
     samples: dict[str, PatchPrediction] = {}
+    patch_counts: dict[str, np.ndarray] = {}
     for output in patch_outputs(predictor, refs, threshold=threshold, postprocess=postprocess,
                                 batch_size=batch_size, with_truth=True):
         assert output.truth is not None  # with_truth
         truth = torch.from_numpy(output.truth)
         curves.update(torch.from_numpy(output.probability), truth)
-        counts = counts + ConfusionCounts.from_predictions(torch.from_numpy(output.mask), truth)
+        patch = ConfusionCounts.from_predictions(torch.from_numpy(output.mask), truth)
+        counts = counts + patch
+        patch_counts[output.ref.id] = np.array([patch.tp, patch.fp, patch.fn, patch.tn],
+                                               dtype=np.int64)
         if output.ref.id in keep:
             samples[output.ref.id] = PatchPrediction(output.bands, output.truth,
                                                      output.probability, output.mask)
@@ -130,7 +137,8 @@ def evaluate_checkpoint(
              metrics["iou"], threshold, record["engine"])
     return Evaluation(metrics=metrics, curves=curves, counts=counts, record=record,
                       samples={i: samples[i] for i in keep_ids if i in samples},
-                      model_name=predictor.model_name, band_set=predictor.pipeline.band_set)
+                      model_name=predictor.model_name, band_set=predictor.pipeline.band_set,
+                      patch_counts=patch_counts)
 
 
 def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
