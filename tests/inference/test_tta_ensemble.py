@@ -223,7 +223,7 @@ def test_scene_ensemble_maps_the_mean_and_its_spread_and_polygons_carry_it(
         assert mean_uncertainty == pytest.approx(float(np.nanmean(uncertainty[pixels])), rel=1e-5)
 
     # the same folder mapped again by one checkpoint: the ensemble's uncertainty.tif goes
-    assert main(["predict", "--checkpoint", str(members[0]), *common, "--out", str(out)]) == 0
+    assert main(["predict", "--checkpoint", str(members[0]), *common, "--out", str(out), "--overwrite"]) == 0
     assert not (out / "uncertainty.tif").exists()
     assert "mean_uncertainty" not in read_polygons(out / "landslides.gpkg")[1]
     assert "uncertainty" not in json.loads((out / "summary.json").read_text())["outputs"]

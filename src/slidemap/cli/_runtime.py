@@ -44,6 +44,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_help: str) -> N
     parser.add_argument("--config", required=True, metavar="CFG.yaml", help=config_help)
     parser.add_argument("--data", type=Path, default=None, metavar="DIR",
                         help="dataset root (TrainData/ValidData/TestData); replaces data.root")
+    add_override_arguments(parser)
+
+
+def add_override_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--set`` and ``--verbose`` (for commands whose data come otherwise, e.g. crossval)."""
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="override a config value, e.g. trainer.max_epochs=5 (repeatable)")

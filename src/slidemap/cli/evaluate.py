@@ -12,9 +12,12 @@ from slidemap.cli._runtime import (
     setup_logging,
 )
 
+#: files ``evaluate`` writes into --out.
+EVALUATION_OUTPUTS = ("metrics.json", "roc.png", "pr.png", "confusion.png", "panels.png",
+                      "calibration.png")
+
 HELP = ("score a checkpoint (or an ensemble) on a split: metrics.json with calibration, and ROC, PR, "
         "confusion, reliability and prediction figures")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_checkpoint_arguments(parser, "(best.ckpt or last.ckpt of a run)")
@@ -32,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="patches per forward pass (default: 8)")
     add_engine_argument(parser)
     add_postprocess_arguments(parser, scenes=False)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an earlier evaluation in --out")
     parser.add_argument("--verbose", action="store_true", help="also show library messages")
 
 
@@ -42,19 +47,26 @@ def run(args: argparse.Namespace) -> int:
     from slidemap.data.l4s import split_refs
     from slidemap.errors import ConfigError
     from slidemap.inference.predictor import load_predictor
+    from slidemap.io.outputs import OutputFolder
     from slidemap.workflows.evaluate import evaluate_checkpoint, write_metrics
     from slidemap.workflows.figures import select_panel_ids, write_evaluation_figures
 
     if args.batch_size < 1 or args.panels < 0:
         raise ConfigError("--batch-size must be >= 1 and --panels >= 0")
     threshold = None if args.threshold is None else check_threshold(args.threshold, "--threshold")
-    checkpoints = [Path(c) for c in args.checkpoint]
-    predictor = load_predictor(checkpoints, args.engine, "patches", device="auto", tta=args.tta)
-    panel_ids = select_panel_ids(split_refs(args.data, args.split), args.panels)
-    evaluation = evaluate_checkpoint(predictor, args.data, args.split, threshold, args.batch_size,
-                                     keep_ids=panel_ids, postprocess=postprocess_config(args, patches=True))
-    metrics_path = write_metrics(evaluation, args.out / "metrics.json")
-    write_evaluation_figures({predictor.label: evaluation}, args.out, panel_ids)
+    refs = split_refs(args.data, args.split)
+    inputs = [*args.checkpoint, *(p for ref in refs for p in (ref.image, ref.mask))]
+    with OutputFolder(args.out, "evaluate", inputs, args.overwrite) as folder:
+        folder.claim(EVALUATION_OUTPUTS)  # refused before the model is even loaded
+        predictor = load_predictor([Path(c) for c in args.checkpoint], args.engine, "patches",
+                                   device="auto", tta=args.tta)
+        panel_ids = select_panel_ids(refs, args.panels)
+        evaluation = evaluate_checkpoint(predictor, args.data, args.split, threshold, args.batch_size,
+                                         keep_ids=panel_ids,
+                                         postprocess=postprocess_config(args, patches=True))
+        with folder.output_set():  # metrics.json and its figures appear together
+            metrics_path = write_metrics(evaluation, args.out / "metrics.json")
+            write_evaluation_figures({predictor.label: evaluation}, args.out, panel_ids)
     m = evaluation.metrics
     print(f"{metrics_path}: F1 {m['f1']:.4f}  IoU {m['iou']:.4f}  precision {m['precision']:.4f}  "
           f"recall {m['recall']:.4f}  MCC {m['mcc']:.4f}  ROC-AUC {m['roc_auc']:.4f}  "

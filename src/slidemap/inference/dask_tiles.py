@@ -28,7 +28,7 @@ from typing import Any
 
 from rasterio.windows import Window
 
-from slidemap.errors import ConfigError
+from slidemap.errors import ConfigError, ResourceError
 from slidemap.inference.engine import EngineSpec
 from slidemap.inference.predictor import PredictorSource, PredictorSpec, resolve_predictor
 from slidemap.inference.scene import SceneReader, SceneSpec
@@ -51,14 +51,34 @@ def predict_window_task(source: PredictorSource, scene: SceneSpec, window: Windo
         return predict_window(predictor, reader, window)
 
 
+#: seconds to wait for a Dask scheduler before giving up (``--scheduler-timeout``).
+DEFAULT_SCHEDULER_TIMEOUT_S = 10.0
+
+
+def connect(scheduler: str, timeout_s: float = DEFAULT_SCHEDULER_TIMEOUT_S) -> Any:
+    """A ``distributed.Client`` on ``scheduler``, or one :class:`ResourceError` after
+    ``timeout_s`` seconds when it cannot be reached (instead of distributed's 30 s and a
+    traceback)."""
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout=timeout_s)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ResourceError(f"cannot reach the Dask scheduler {scheduler} within {timeout_s:g} s "
+                            f"({reason}); check the address or raise --scheduler-timeout") from None
+
+
 @contextlib.contextmanager
-def dask_client(workers: int = 0, scheduler: str | None = None, processes: bool = True) -> Iterator[Any]:
-    """A ``distributed.Client`` on ``scheduler``, or on a new ``LocalCluster`` of ``workers``
-    single-threaded workers (processes, or threads with ``processes=False``)."""
+def dask_client(workers: int = 0, scheduler: str | None = None, processes: bool = True,
+                timeout_s: float = DEFAULT_SCHEDULER_TIMEOUT_S) -> Iterator[Any]:
+    """A ``distributed.Client`` on ``scheduler`` (reached within ``timeout_s`` seconds), or on a
+    new ``LocalCluster`` of ``workers`` single-threaded workers (processes, or threads with
+    ``processes=False``)."""
     from distributed import Client, LocalCluster
 
     if scheduler:
-        with Client(scheduler) as client:
+        with connect(scheduler, timeout_s) as client:
             yield client
         return
     if workers < 1:
@@ -73,9 +93,10 @@ def dask_client(workers: int = 0, scheduler: str | None = None, processes: bool 
 def iter_windows_dask(
     source: PredictorSource, scene: SceneSpec, plan: WindowPlan, *, workers: int = 0,
     scheduler: str | None = None, processes: bool = True,
+    scheduler_timeout_s: float = DEFAULT_SCHEDULER_TIMEOUT_S,
 ) -> Iterator[WindowResult]:
     """Predict every window of ``plan`` on Dask; yield results in plan order."""
-    with dask_client(workers, scheduler, processes) as client:
+    with dask_client(workers, scheduler, processes, scheduler_timeout_s) as client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
         limit = IN_FLIGHT_PER_WORKER * n_workers
         # An in-memory engine or predictor is sent once to every worker, not once per task.

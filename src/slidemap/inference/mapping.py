@@ -25,16 +25,19 @@ Not-assessable pixels are nodata for the network (like pixels outside the scene)
 ``probability.tif``, so they are never part of a polygon.
 
 Every file is written atomically and carries the input's CRS and transform; the rasters are
-Cloud-Optimized GeoTIFFs with internal overviews (:mod:`slidemap.io.cog`).
+Cloud-Optimized GeoTIFFs with internal overviews (:mod:`slidemap.io.cog`). A scene's outputs
+are one set (:mod:`slidemap.io.outputs`): staged under temporary names and renamed together at
+the end, and none replaces an input or a file slidemap did not write. Areas are ground areas
+on the ellipsoid (:class:`slidemap.io.ground.GroundAreas`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -91,10 +94,12 @@ from slidemap.inference.vectorize import (
     rasterize_ids,
     to_map_coordinates,
 )
-from slidemap.io.atomic import write_text_atomic
+from slidemap.io.atomic import current_path, write_json_atomic
 from slidemap.io.cog import PAM_SUFFIX, Category, CogWriter, RasterLayer
 from slidemap.io.geotiff import RasterInfo, bounded_gdal_cache, open_raster
 from slidemap.io.ground import GroundFrame
+from slidemap.io.outputs import holding
+from slidemap.io.resources import check_allocation
 from slidemap.io.vector import write_polygons
 
 log = logging.getLogger(__name__)
@@ -157,6 +162,7 @@ class MappingOptions:
         scheduler: address of an existing Dask scheduler (overrides ``workers``).
         dask_processes: local Dask workers are processes (``False``: threads, for tests).
         accept_radiometry: map a scene the radiometry check finds implausible (with warnings).
+        scheduler_timeout_s: seconds to wait for ``scheduler`` before giving up.
     """
 
     window: int = DEFAULT_WINDOW_PX
@@ -167,12 +173,39 @@ class MappingOptions:
     scheduler: str | None = None
     dask_processes: bool = True
     accept_radiometry: bool = False
+    scheduler_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.threshold is not None:
             check_threshold(self.threshold)
+        if not (math.isfinite(self.scheduler_timeout_s) and self.scheduler_timeout_s > 0):
+            raise ConfigError(f"scheduler timeout must be a positive number of seconds, got "
+                              f"{self.scheduler_timeout_s}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
+
+
+#: bytes per pixel of the strips the three passes hold (sums, weights, probability, ids,
+#: ground areas, status, masks, elevation, for up to two windows of rows): an upper bound.
+STRIP_BYTES_PER_PIXEL = 64
+
+
+def check_strip_memory(info: RasterInfo, plan: WindowPlan) -> None:
+    """Refuse a scene whose strips (two windows of rows of the full width) exceed the
+    memory budget: its header alone declares the width (:mod:`slidemap.io.resources`)."""
+    rows = 2 * max(plan.window, 64)
+    check_allocation(float(info.width) * rows * STRIP_BYTES_PER_PIXEL,
+                     f"mapping a raster {info.width} px wide ({rows}-row strips)", info.path)
+
+
+def validate_scene(predictor: Predictor, scene: SceneSpec, options: MappingOptions) -> None:
+    """Every check of a scene that needs no mapping: image, DEM and cloud mask readable,
+    georeferenced and overlapping, bands mapped to the engine's band set, strips within
+    memory."""
+    with SceneReader(scene, predictor.pipeline.band_set) as reader:
+        plan = WindowPlan.create(reader.height, reader.width, options.window, options.overlap,
+                                 predictor.size_multiple)
+        check_strip_memory(reader.info, plan)
 
 
 def predict_probability(
@@ -194,14 +227,15 @@ def predict_probability(
         plan = WindowPlan.create(
             reader.height, reader.width, options.window, options.overlap, predictor.size_multiple
         )
+        check_strip_memory(reader.info, plan)
         results: Iterable[WindowResult]
         if options.workers > 0 or options.scheduler:
             from slidemap.inference.dask_tiles import iter_windows_dask
 
             results = iter_windows_dask(
-                for_workers(source, predictor), scene, plan,
-                workers=options.workers, scheduler=options.scheduler,
-                processes=options.dask_processes,
+                for_workers(source, predictor), scene, plan, workers=options.workers,
+                scheduler=options.scheduler, processes=options.dask_processes,
+                scheduler_timeout_s=options.scheduler_timeout_s,
             )
         else:
             results = iter_windows_local(predictor, reader, plan)
@@ -235,10 +269,14 @@ def _strips(height: int, rows: int) -> Iterator[tuple[int, int]]:
 
 
 def find_objects(
-    probability_path: Path, threshold: float, config: PostprocessConfig, pixel_area_m2: float,
-    strip_rows: int,
+    probability_path: Path, threshold: float, config: PostprocessConfig,
+    pixel_area_m2: float | Callable[[float, float], float], strip_rows: int,
 ) -> list[Any]:
-    """Pass 2: polygons (pixel coordinates) of the cleaned mask, read strip by strip."""
+    """Pass 2: polygons (pixel coordinates) of the cleaned mask, read strip by strip.
+
+    ``pixel_area_m2`` is a pixel's ground area, or ``(row, col) -> m²`` where it varies
+    (:meth:`slidemap.io.ground.GroundAreas.pixel_area_m2`): the area thresholds are in m².
+    """
     context = config.context_px
     pieces = []
     cuts: list[int] = []
@@ -296,8 +334,9 @@ def burn_mask(
     """Pass 3: write ``out`` (uint8: 1 landslide, 0 background, 2 not assessable, 255 no
     data) and return per-polygon statistics (probability, and the uncertainty of
     ``uncertainty_path`` when given; terrain when the scene has elevation, ``jacobians``
-    being each polygon's pixel-to-ground Jacobian) and the areas by status."""
-    stats = ZonalStats(len(polygons), uncertainty=uncertainty_path is not None)
+    being each polygon's pixel-to-ground Jacobian) and the areas by status; ``area_m2`` of
+    each polygon is the ground area of its pixels."""
+    stats = ZonalStats(len(polygons), ground_areas=True, uncertainty=uncertainty_path is not None)
     areas = AreaTally()
     terrain = TerrainStats(jacobians) if reader.has_elevation else None
     tree = STRtree(polygons) if polygons else None
@@ -309,7 +348,9 @@ def burn_mask(
             window = Window(0, start, src.width, rows)
             probability = src.read(1, window=window)
             ids = rasterize_ids(polygons, start, rows, src.width, tree)
-            stats.add(ids, probability, None if spread is None else spread.read(1, window=window))
+            stats.add(ids, probability,
+                      info.ground_areas.label_areas_m2(ids, len(polygons), start) if ids.any() else None,
+                      None if spread is None else spread.read(1, window=window))
             status = reader.status(window)
             status[(status == STATUS_ASSESSABLE) & ~np.isfinite(probability)] = STATUS_OUTSIDE
             areas.add(status, info, start)
@@ -330,6 +371,7 @@ def predict_scene(
     options: MappingOptions | None = None,
     *,
     checkpoint: str | Path | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Map one GeoTIFF scene into ``out_dir``.
 
@@ -344,6 +386,11 @@ def predict_scene(
             removed otherwise, so it never sits next to a map it does not belong to).
         options: windows, threshold, post-processing, Dask.
         checkpoint: recorded in the summary (default: the predictor's own files).
+        overwrite: replace slidemap's own earlier outputs in ``out_dir`` (a calling command's
+            output folder decides instead when it holds ``out_dir``).
+
+    The outputs are a set (:mod:`slidemap.io.outputs`): written under temporary names and
+    renamed together at the end; none replaces an input or a file slidemap did not write.
 
     Returns:
         The summary written to ``summary.json``: ``count``, ``total_area_m2``,
@@ -351,14 +398,38 @@ def predict_scene(
         ``seconds`` and more.
 
     Raises:
-        InputError, CheckpointError, ConfigError: naming the file at fault.
+        InputError, CheckpointError, ConfigError, OutputError: naming the file at fault.
     """
     options = options or MappingOptions()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {key: out_dir / name for key, name in OUTPUT_NAMES.items()}
     predictor = resolve_predictor(source)
-    uncertainty_path = out_dir / UNCERTAINTY_NAME if predictor.has_uncertainty else None
+    uncertainty_path = out_dir / UNCERTAINTY_NAME
+    stale = out_dir / UNCERTAINTY_NAME if not predictor.has_uncertainty else None
+    inputs = [scene.image, scene.dem, scene.cloud_mask, checkpoint,
+              *(path for path in predictor.sources if path is not None)]
+    with holding(out_dir, "predict", inputs, overwrite) as folder:
+        # an uncertainty.tif of an earlier run is ours to replace (or remove) like the others
+        folder.claim([*paths.values(), uncertainty_path])
+        with folder.output_set():
+            summary = _map_scene(predictor, source, scene, paths,
+                                 uncertainty_path if predictor.has_uncertainty else None,
+                                 options, checkpoint)
+        if stale is not None and stale.is_file():  # never beside a map it does not belong to
+            log.info("removing %s of an earlier run", stale)
+            stale.unlink()
+            Path(f"{stale}{PAM_SUFFIX}").unlink(missing_ok=True)
+    coverage = summary["dem_coverage_fraction"]
+    if coverage is not None and coverage < 1.0:
+        log.warning("%s: the DEM covers %.1f %% of the imaged area; the rest (%.0f m²) is not assessable "
+                    "(2 in mask.tif)", scene.image, 100 * coverage, summary["not_assessable_m2"]["no_elevation"])
+    return summary
+
+
+def _map_scene(predictor: Predictor, source: PredictorSource, scene: SceneSpec,
+               paths: dict[str, Path], uncertainty_path: Path | None, options: MappingOptions,
+               checkpoint: str | Path | None) -> dict[str, Any]:
+    """The three passes and the summary of :func:`predict_scene`, inside its output set."""
     threshold = predictor.threshold if options.threshold is None else float(options.threshold)
     started = time.perf_counter()
 
@@ -366,23 +437,24 @@ def predict_scene(
         with SceneReader(scene, predictor.pipeline.band_set) as reader:
             radiometry = check_radiometry(reader, predictor.stats, accept=options.accept_radiometry)
             _warn_dem_coverage(reader, radiometry)
-        _remove_stale_uncertainty(out_dir / UNCERTAINTY_NAME, scene)
         plan, info = predict_probability(for_workers(source, predictor), scene, paths["probability"],
                                          options, uncertainty_path)
+        probability = current_path(paths["probability"])  # staged until the set is whole
+        spread = None if uncertainty_path is None else current_path(uncertainty_path)
         seconds_model = time.perf_counter() - started
         strip_rows = max(plan.window, 64)
-        polygons = find_objects(paths["probability"], threshold, options.postprocess,
-                                info.pixel_area_m2, strip_rows)
+        polygons = find_objects(probability, threshold, options.postprocess,
+                                info.ground_areas.pixel_area_m2, strip_rows)
         frame = GroundFrame(info.crs)
         jacobians = polygon_jacobians(polygons, info.transform, frame)
         with SceneReader(scene, predictor.pipeline.band_set) as reader:
-            stats, areas, terrain = burn_mask(paths["probability"], polygons, paths["mask"], info,
-                                              reader, strip_rows, jacobians, uncertainty_path)
+            stats, areas, terrain = burn_mask(probability, polygons, paths["mask"], info,
+                                              reader, strip_rows, jacobians, spread)
             band_mapping = reader.band_mapping()
     geometries = to_map_coordinates(polygons, info.transform)
     shape = shape_columns(geometries, frame)
     attributes = {
-        **landslide_attributes(polygons, stats, info.pixel_area_m2),
+        **landslide_attributes(polygons, stats),
         **shape,
         **(terrain.columns(shape["length_m"]) if terrain is not None
            else no_terrain_columns(len(polygons))),
@@ -407,6 +479,7 @@ def predict_scene(
         "transform": list(info.transform)[:6],
         "size_px": [info.height, info.width],
         "pixel_size_m": list(info.pixel_size_m),
+        "pixel_area_m2": info.pixel_area_m2,
         "window": {"window_px": plan.window, "overlap_px": plan.overlap, "margin_px": plan.margin,
                    "align_px": plan.align, "n_windows": len(plan)},
         "postprocess": asdict(options.postprocess),
@@ -417,23 +490,8 @@ def predict_scene(
                     "total": round(time.perf_counter() - started, 3)},
         "megapixels_per_second": round(info.width * info.height / 1e6 / max(seconds_model, 1e-9), 4),
     }
-    write_text_atomic(paths["summary"], json.dumps(summary, indent=2) + "\n")
-    coverage = summary["dem_coverage_fraction"]
-    if coverage is not None and coverage < 1.0:
-        log.warning("%s: the DEM covers %.1f %% of the imaged area; the rest (%.0f m²) is not assessable "
-                    "(2 in mask.tif)", scene.image, 100 * coverage, summary["not_assessable_m2"]["no_elevation"])
+    write_json_atomic(paths["summary"], summary)
     return summary
-
-
-def _remove_stale_uncertainty(path: Path, scene: SceneSpec) -> None:
-    """Remove ``uncertainty.tif`` left in the output folder by an earlier run (with TTA or an
-    ensemble) before a run that writes none or a new one; never an input of this run."""
-    inputs = {Path(p).resolve() for p in (scene.image, scene.dem, scene.cloud_mask)
-              if p is not None and not (isinstance(p, str) and "://" in p)}
-    if path.is_file() and path.resolve() not in inputs:
-        log.info("removing %s of an earlier run", path)
-        path.unlink()
-        Path(f"{path}{PAM_SUFFIX}").unlink(missing_ok=True)
 
 
 def _warn_dem_coverage(reader: SceneReader, radiometry: dict[str, Any]) -> None:

@@ -67,6 +67,7 @@ from slidemap.inference.engine import (
     sigmoid,
 )
 from slidemap.inference.onnx_export import OnnxEngine
+from slidemap.io.checkpoint import model_file_kind
 
 EngineChoice = Literal["auto", "torch", "onnx"]
 #: ``--engine`` values: ``auto`` resolves by input kind (:func:`resolve_engine_kind`).
@@ -77,13 +78,19 @@ ENGINE_CHOICES: tuple[str, ...] = ("auto", *ENGINE_KINDS)
 AUTO_ENGINE: dict[str, EngineKind] = {"patches": "torch", "scene": "onnx"}
 
 
-def resolve_engine_kind(choice: str, inputs: Literal["patches", "scene"]) -> EngineKind:
-    """The engine kind of ``choice`` (``auto``, ``torch`` or ``onnx``) for ``inputs``.
+def resolve_engine_kind(choice: str, inputs: Literal["patches", "scene"],
+                        model: str | Path | None = None) -> EngineKind:
+    """The engine kind of ``choice`` (``auto``, ``torch`` or ``onnx``) for ``inputs``; with
+    ``auto``, an exported ONNX ``model`` (told by its content, not its name) runs on ONNX
+    Runtime whatever the inputs.
 
     Raises:
         ConfigError: an unknown choice.
+        CheckpointError: ``model`` is missing, empty or plainly no model (a patch, a GeoTIFF).
     """
     if choice == "auto":
+        if model is not None and model_file_kind(model) == "onnx":
+            return "onnx"
         return AUTO_ENGINE[inputs]
     if choice not in ENGINE_KINDS:
         raise ConfigError(f"engine must be one of {', '.join(ENGINE_CHOICES)}, got {choice!r}")
@@ -369,7 +376,9 @@ def predictor_spec(
             raise CheckpointError(f"is given twice (also as {seen[key]}); each checkpoint of an "
                                   "ensemble counts once", path)
         seen[key] = path
-    kind = resolve_engine_kind(engine, inputs)
+    # an exported .onnx member runs on ONNX Runtime only: with ``auto`` the ensemble follows it
+    kinds = {resolve_engine_kind(engine, inputs, path) for path in paths}
+    kind: EngineKind = "onnx" if "onnx" in kinds else kinds.pop()
     device = resolve_device(device) if kind == "torch" else "cpu"
     return PredictorSpec(tuple(EngineSpec(path, kind, device) for path in paths), tta)
 

@@ -89,21 +89,34 @@ def rasterize_ids(
 
 
 class ZonalStats:
-    """Per-polygon sums over strips: valid pixel count, Σ probability, max probability and,
+    """Per-polygon sums over strips: valid pixel count, Σ probability, max probability,
+    Σ ground area of the polygon's pixels (when strips come with their pixel areas) and,
     when ``uncertainty``, Σ uncertainty."""
 
-    def __init__(self, n: int, uncertainty: bool = False) -> None:
+    def __init__(self, n: int, ground_areas: bool = False, uncertainty: bool = False) -> None:
+        """``n`` polygons; ``ground_areas``: every strip with polygon pixels comes with the
+        pixels' areas (then :attr:`area_m2` is each polygon's ground area); ``uncertainty``:
+        every strip comes with the members' standard deviation."""
+        self.area_m2 = np.zeros(n + 1, dtype=np.float64)
+        self.has_areas = ground_areas
         self.count = np.zeros(n + 1, dtype=np.int64)
         self.sum_prob = np.zeros(n + 1, dtype=np.float64)
         self.max_prob = np.full(n + 1, -np.inf, dtype=np.float64)
         self.sum_uncertainty = np.zeros(n + 1, dtype=np.float64) if uncertainty else None
 
-    def add(self, ids: np.ndarray, probability: np.ndarray, uncertainty: np.ndarray | None = None) -> None:
+    def add(self, ids: np.ndarray, probability: np.ndarray,
+            label_areas_m2: np.ndarray | None = None, uncertainty: np.ndarray | None = None) -> None:
         """Accumulate one strip: ``ids (h, w)`` from :func:`rasterize_ids`, ``probability (h, w)``
-        (NaN = nodata) and, when tracked, ``uncertainty (h, w)`` (NaN where the probability is)."""
+        (NaN = nodata), optionally the ground area of each polygon's pixels in the strip,
+        ``(n + 1,)`` m² (:meth:`slidemap.io.ground.GroundAreas.label_areas_m2`: every pixel
+        of the polygon, filled holes included) and, when tracked, ``uncertainty (h, w)``
+        (NaN where the probability is)."""
+        size = self.count.size
+        if label_areas_m2 is not None:
+            self.area_m2 += label_areas_m2
+            self.has_areas = True
         valid = (ids > 0) & np.isfinite(probability)
         labels, values = ids[valid], probability[valid].astype(np.float64)
-        size = self.count.size
         self.count += np.bincount(labels, minlength=size)
         self.sum_prob += np.bincount(labels, weights=values, minlength=size)
         np.maximum.at(self.max_prob, labels, values)
@@ -137,11 +150,20 @@ def to_map_coordinates(polygons: Sequence[shapely.Polygon], transform: Affine) -
 
 
 def landslide_attributes(
-    polygons: Sequence[shapely.Polygon], stats: ZonalStats, pixel_area_m2: float
+    polygons: Sequence[shapely.Polygon], stats: ZonalStats, pixel_area_m2: float | None = None
 ) -> dict[str, np.ndarray]:
     """The first attribute columns: ``id``, ``area_m2``, ``mean_prob``, ``max_prob`` (and
-    ``mean_uncertainty`` with test-time augmentation or an ensemble)."""
-    areas = np.asarray([p.area for p in polygons], dtype=np.float64) * pixel_area_m2
+    ``mean_uncertainty`` with test-time augmentation or an ensemble).
+
+    ``area_m2`` is the ground area the strips accumulated (:meth:`ZonalStats.add` with pixel
+    areas), else the polygon's pixel count times a constant ``pixel_area_m2``.
+    """
+    if stats.has_areas:
+        areas = stats.area_m2[1:].copy()
+    elif pixel_area_m2 is not None:
+        areas = np.asarray([p.area for p in polygons], dtype=np.float64) * pixel_area_m2
+    else:
+        raise ValueError("no ground areas: give pixel areas to ZonalStats.add or a pixel_area_m2")
     return {
         "id": np.arange(1, len(polygons) + 1, dtype=np.int64),
         "area_m2": areas,

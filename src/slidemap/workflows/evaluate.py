@@ -13,7 +13,6 @@ Memory is bounded by one batch plus the patches kept for the panels.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from slidemap.evaluation.metrics import ConfusionCounts
 from slidemap.inference.patches import patch_outputs
 from slidemap.inference.postprocess import PostprocessConfig
 from slidemap.inference.predictor import Predictor, load_predictor
-from slidemap.io.atomic import write_text_atomic
+from slidemap.io.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +70,8 @@ class Evaluation:
         samples: patch id -> :class:`PatchPrediction`, for the ids asked for.
         model_name: registry name of the network.
         band_set: the checkpoint's band set (names the channels of ``PatchPrediction.bands``).
+        patch_counts: patch id -> its ``(tp, fp, fn, tn)`` int64 (they sum to ``counts``),
+            for bootstraps over patches.
     """
 
     metrics: dict[str, float | int]
@@ -81,6 +82,7 @@ class Evaluation:
     model_name: str = ""
     band_set: BandSet | None = None
     calibration: CalibrationBins = field(default_factory=CalibrationBins)
+    patch_counts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def evaluate_checkpoint(
@@ -125,13 +127,17 @@ def evaluate_checkpoint(
     counts = ConfusionCounts()
     keep = set(keep_ids)
     samples: dict[str, PatchPrediction] = {}
+    patch_counts: dict[str, np.ndarray] = {}
     for output in patch_outputs(predictor, refs, threshold=threshold, postprocess=postprocess,
                                 batch_size=batch_size, with_truth=True):
         assert output.truth is not None  # with_truth
         truth = torch.from_numpy(output.truth)
         curves.update(torch.from_numpy(output.probability), truth)
         calibration.update(output.probability, truth)
-        counts = counts + ConfusionCounts.from_predictions(torch.from_numpy(output.mask), truth)
+        patch = ConfusionCounts.from_predictions(torch.from_numpy(output.mask), truth)
+        counts = counts + patch
+        patch_counts[output.ref.id] = np.array([patch.tp, patch.fp, patch.fn, patch.tn],
+                                               dtype=np.int64)
         if output.ref.id in keep:
             samples[output.ref.id] = PatchPrediction(output.bands, output.truth,
                                                      output.probability, output.mask)
@@ -146,7 +152,7 @@ def evaluate_checkpoint(
     return Evaluation(metrics=metrics, curves=curves, counts=counts, record=record,
                       samples={i: samples[i] for i in keep_ids if i in samples},
                       model_name=predictor.model_name, band_set=predictor.pipeline.band_set,
-                      calibration=calibration)
+                      calibration=calibration, patch_counts=patch_counts)
 
 
 def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -161,4 +167,4 @@ def write_metrics(evaluation: Evaluation, path: str | Path) -> Path:
     written atomically."""
     content = {**json_safe(evaluation.metrics), **evaluation.record,
                "calibration": evaluation.calibration.to_dict()}
-    return write_text_atomic(path, json.dumps(content, indent=2) + "\n")
+    return write_json_atomic(path, content)
