@@ -285,9 +285,7 @@ def _write_products(config: CompareConfig, result: ComparisonResult,
     for name, run in result.runs.items():
         write_metrics(evaluations[name], run.out_dir / f"metrics_{config.split}.json")
 
-    if config.seeds:
-        result.seeds = compare_seeds(config, experiments, data, out_dir, result.runs, engine,
-                                     result.run_records)
+    if result.seeds is not None:
         table = write_seed_table(result.seeds.metrics, out_dir, intervals=result.seeds.bootstrap)
     else:
         table = write_table(result.metrics, out_dir)
