@@ -92,8 +92,8 @@ def test_a_signal_at_any_point_of_training_resumes_bit_identical(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the reference run: the same sums in the same order
     try:
-        monkeypatch.setattr(training_run, "build_trainer", lambda cfg, out, callbacks: build(
-            cfg, out, [*callbacks, Sender(stage, epoch, batch, signum)]))
+        monkeypatch.setattr(training_run, "build_trainer", lambda cfg, out, callbacks, **kw: build(
+            cfg, out, [*callbacks, Sender(stage, epoch, batch, signum)], **kw))
         stopped = run_cli(capsys, argv)
         assert_interrupted(stopped.code, stopped.err, signum, "--resume")
         assert (run / "last.ckpt").is_file() and not temporaries(run)
