@@ -35,6 +35,7 @@ not assessable).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -51,6 +52,10 @@ KNOWN_ROLES: frozenset[str] = frozenset(
 )
 #: Roles that hold an elevation surface (metres once converted to physical units).
 ELEVATION_ROLES: tuple[str, ...] = ("dem", "dsm")
+#: Full scale of an optical band, in its physical unit: reflectance 0-1, 8-bit digital
+#: numbers 0-255. A band in one of these units is optical (photometric augmentation
+#: jitters it); ``DN`` saturates at its full scale, reflectance does not.
+OPTICAL_FULL_SCALE: dict[str, float] = {"reflectance": 1.0, "DN": 255.0}
 #: Roles of a true-colour display, in display order.
 RGB_ROLES: tuple[str, str, str] = ("red", "green", "blue")
 #: Processing levels a band set may declare ("" = not said).
@@ -167,6 +172,13 @@ class Band:
     unit: str = ""
     aliases: tuple[str, ...] = ()
 
+    @property
+    def full_scale(self) -> float | None:
+        """Full scale of an optical band in stored units (:data:`OPTICAL_FULL_SCALE`
+        divided by ``physical_per_unit``); ``None`` for a band that is not optical."""
+        physical = OPTICAL_FULL_SCALE.get(self.unit)
+        return None if physical is None else physical / self.physical_per_unit
+
     def matches(self, label: str) -> bool:
         """Whether a band label names this band (case-insensitive).
 
@@ -205,7 +217,14 @@ class BandSet:
         names = [b.name for b in self.bands]
         if len(set(names)) != len(names):
             raise BandSetError(f"band set {self.name!r} repeats a band name: {names}")
+        if not (math.isfinite(self.pixel_size_m) and self.pixel_size_m > 0):
+            raise BandSetError(f"band set {self.name!r}: pixel_size_m must be a positive number of "
+                               f"metres, got {self.pixel_size_m}")
         for i, band in enumerate(self.bands):
+            if not (math.isfinite(band.physical_per_unit) and band.physical_per_unit > 0):
+                raise BandSetError(
+                    f"band set {self.name!r}: band {band.name!r} has physical_per_unit "
+                    f"{band.physical_per_unit}; it must be a finite positive scale")
             if band.role not in KNOWN_ROLES:
                 raise BandSetError(
                     f"band set {self.name!r}: band {band.name!r} has unknown role {band.role!r}; "

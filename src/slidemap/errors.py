@@ -42,3 +42,44 @@ class BandSetError(SlidemapError):
 
 class CheckpointError(SlidemapError):
     """A checkpoint is unreadable, unsafe, or does not match the data it is used with."""
+
+
+class OutputError(SlidemapError):
+    """An output cannot be written safely: it would replace an input or a file slidemap did
+    not write, the folder is in use by another run, or the disk refused the write."""
+
+
+class ResourceError(SlidemapError):
+    """A file declares more than this machine can hold (an array beyond the memory budget),
+    or a service it needs (a Dask scheduler) cannot be reached."""
+
+
+class Interrupted(KeyboardInterrupt):  # noqa: N818 - it is what the user did, not a bug
+    """The command was stopped by SIGINT or SIGTERM (raised by the CLI's signal handlers).
+
+    A :class:`KeyboardInterrupt`, so that every ``finally`` and ``except BaseException``
+    clean-up runs and nothing half-written is left under a final name.
+
+    Args:
+        signum: the signal received.
+        note: what was kept, e.g. how to resume (one line; may be empty).
+    """
+
+    def __init__(self, signum: int, note: str = "") -> None:
+        self.signum = int(signum)
+        self.note = " ".join(str(note).split())
+        super().__init__(self.describe())
+
+    @property
+    def exit_code(self) -> int:
+        """``128 + signum``, as a shell reports a process ended by that signal."""
+        return 128 + self.signum
+
+    def describe(self) -> str:
+        import signal
+
+        try:
+            name = signal.Signals(self.signum).name
+        except ValueError:
+            name = f"signal {self.signum}"
+        return f"interrupted by {name}" + (f"; {self.note}" if self.note else "")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 from sklearn import metrics as skm
+from sklearn.calibration import calibration_curve
 
 from slidemap.cli import main
 from slidemap.evaluation.metrics import METRIC_KEYS
@@ -19,9 +20,23 @@ from slidemap.io.checkpoint import read_checkpoint
 from slidemap.training.callbacks import read_history
 
 
-def _pixels_of_the_split(checkpoint: Path, split_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _eight_views(model, image):
+    """Mean probability of the 8 flips and rotations of ``image (B, C, H, W)``, mapped back."""
+    import torch
+
+    views = []
+    for flip in (False, True):
+        for k in range(4):
+            seen = torch.rot90(image, k, dims=(2, 3))
+            probability = torch.sigmoid(model(seen.flip(-1) if flip else seen).float())
+            views.append(torch.rot90(probability.flip(-1) if flip else probability, -k, dims=(2, 3)))
+    return torch.stack(views).mean(0)
+
+
+def _pixels_of_the_split(checkpoint: Path, split_dir: Path, tta: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Patch id -> (landslide probability, mask) of every patch of a split folder, by a path
-    of the test's own: masks read with h5py, the network called on the dataset's inputs."""
+    of the test's own: masks read with h5py, the network called on the dataset's inputs
+    (``tta``: averaged over the 8 flips and rotations)."""
     import torch
     from torch.utils.data import DataLoader
 
@@ -35,7 +50,9 @@ def _pixels_of_the_split(checkpoint: Path, split_dir: Path) -> dict[str, tuple[n
     pixels = {}
     with torch.inference_mode():
         for batch in DataLoader(PatchDataset(refs, loaded.pipeline, stats=loaded.stats), batch_size=8):
-            probability = torch.sigmoid(model(batch["image"]).float()).squeeze(1).numpy()
+            image = batch["image"]
+            probability = (_eight_views(model, image) if tta else torch.sigmoid(model(image).float()))
+            probability = probability.squeeze(1).numpy()
             for patch_id, patch_probability in zip(batch["id"], probability, strict=True):
                 with h5py.File(split_dir / "mask" / f"mask_{patch_id}.h5") as h5:
                     pixels[patch_id] = (patch_probability, h5["mask"][()])
@@ -109,6 +126,20 @@ def test_evaluate_writes_the_metrics_and_figures_of_its_pixels(
     confusion = saved_figures(out / "confusion.png").axes[0]
     cells = sorted(text.get_text().split("\n")[:2] for text in confusion.texts)
     assert cells == sorted([["TN", f"{tn:,}"], ["FP", f"{fp:,}"], ["FN", f"{fn:,}"], ["TP", f"{tp:,}"]])
+
+    # calibration of the same pixels: scikit-learn's 15 uniform bins, weighted by their pixels
+    prob_true, prob_pred = calibration_curve(truth, probability, n_bins=15, strategy="uniform")
+    pixels_per_bin = np.bincount(np.searchsorted(np.linspace(0, 1, 16)[1:-1], probability), minlength=15)
+    weights = pixels_per_bin[pixels_per_bin > 0] / truth.size
+    assert metrics["ece"] == pytest.approx(float(np.sum(weights * np.abs(prob_true - prob_pred))), abs=1e-4)
+    assert metrics["ece"] > 1e-3 and metrics["calibration"]["bins"] == 15
+    assert metrics["calibration"]["pixels"] == pytest.approx(pixels_per_bin.tolist(), abs=2)
+    reliability = saved_figures(out / "calibration.png").axes[0]
+    assert [t.get_text() for t in reliability.get_legend().get_texts()] == [
+        "perfect calibration", f"unet (ECE = {metrics['ece']:.3f})"]
+    (points,) = [line for line in reliability.lines if line.get_label().startswith("unet")]
+    np.testing.assert_allclose(points.get_xdata(), prob_pred, atol=1e-4)
+    np.testing.assert_allclose(points.get_ydata(), prob_true, atol=1e-3)
     # panels: the two patches with the most landslide pixels, outcomes of their pixels
     from slidemap.plots.panels import FN, FP, TN, TP
 
@@ -191,6 +222,7 @@ def test_train_cli_then_compare_cli_on_tiny_settings(
                                                         "reduction": 4}}}],
         "panels": {"count": 2},
         "activations": {"model": "UNet-CBAM", "layer": "encoder.1", "max_channels": 8},
+        "tta": True,  # every model scored with test-time augmentation
     }))
     out = tmp_path / "cmp"
     assert main(["compare", "--config", str(compare), "--data", str(synthetic_root),
@@ -204,9 +236,11 @@ def test_train_cli_then_compare_cli_on_tiny_settings(
         assert meta["model"]["name"] == {"UNet": "unet", "UNet-CBAM": "unet_cbam"}[name]
         assert rows[name]["threshold"] == meta["threshold"]  # its own validation threshold
         run_metrics = json.loads((run / "metrics_test.json").read_text())
-        assert rows[name] == {key: run_metrics[key] for key in METRIC_KEYS}
-        # the row is this model's score on the test pixels (rows not swapped, right split)
-        pixels = _pixels_of_the_split(run / "best.ckpt", synthetic_root / "TestData")
+        assert rows[name] == {key: run_metrics[key] for key in (*METRIC_KEYS, "ece")}
+        assert run_metrics["tta"] is True
+        # the row is this model's score on the test pixels (rows not swapped, right split),
+        # averaged over the 8 flips and rotations of each patch
+        pixels = _pixels_of_the_split(run / "best.ckpt", synthetic_root / "TestData", tta=True)
         truth = np.concatenate([m.ravel() for _, m in pixels.values()])
         probability = np.concatenate([p.ravel() for p, _ in pixels.values()])
         predicted = probability >= meta["threshold"]
@@ -220,6 +254,9 @@ def test_train_cli_then_compare_cli_on_tiny_settings(
     # figures and report show the table's numbers
     legend = [t.get_text() for t in saved_figures(out / "roc.png").axes[0].get_legend().get_texts()]
     assert legend == [f"{n} (AUC = {rows[n]['roc_auc']:.3f})" for n in rows] + ["chance"]
+    reliability = saved_figures(out / "calibration.png").axes[0]
+    assert [t.get_text() for t in reliability.get_legend().get_texts()][1:] == [
+        f"{n} (ECE = {rows[n]['ece']:.3f})" for n in rows]
     confusion = saved_figures(out / "confusion.png").axes
     assert [ax.get_title() for ax in confusion[:2]] == ["(a) UNet", "(b) UNet-CBAM"]
     for ax, name in zip(confusion, rows, strict=False):
@@ -241,8 +278,8 @@ def test_train_cli_then_compare_cli_on_tiny_settings(
     for name in rows:
         assert table[name]["IoU"][0] == f"{rows[name]['iou']:.3f}"
         assert table[name]["ROC-AUC"][0] == f"{rows[name]['roc_auc']:.3f}"
-    figure_files = ["curves.png", "roc.png", "pr.png", "confusion.png", "panels.png",
-                    "features.png", "activations.png"]
+    figure_files = ["curves.png", "roc.png", "pr.png", "confusion.png", "calibration.png",
+                    "panels.png", "features.png", "activations.png"]
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert [base64.b64decode(data) for data in embedded] == [
         (out / name).read_bytes() for name in figure_files]
@@ -250,6 +287,8 @@ def test_train_cli_then_compare_cli_on_tiny_settings(
     n_pixels = rows["UNet"]["n_pixels"]
     assert "**Table 1.** Every model on the test split" in report and f"{n_pixels:,}" in report
     assert "These data are synthetic" in report  # synthetic_root carries synthetic.json
+    assert "averaged over the 8 flips and 90° rotations" in report
+    assert f"Expected calibration error (15 bins): UNet {rows['UNet']['ece']:.4f}" in report
     seed = yaml.safe_load((out / "runs" / "unet" / "config.yaml").read_text())["trainer"]["seed"]
     for cell in ("runs/unet/config.yaml", "runs/unet-cbam/config.yaml", f"| {seed} |"):
         assert cell in report

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slidemap.data.augment import N_DIHEDRAL, apply_dihedral, random_dihedral
+from slidemap.data.augment import N_DIHEDRAL, apply_dihedral, invert_dihedral, random_dihedral
 
 
 def coordinate_image(height: int = 5, width: int = 5) -> np.ndarray:
@@ -47,3 +47,13 @@ def test_random_dihedral_is_seeded_and_uses_all_transforms() -> None:
 
     assert draws(3) == draws(3) and draws(3) != draws(4)
     assert len(set(draws(3))) == N_DIHEDRAL
+
+
+@pytest.mark.parametrize("transform", range(N_DIHEDRAL))
+def test_invert_dihedral_undoes_each_transform_on_non_square_batches(transform: int) -> None:
+    batch = np.arange(2 * 3 * 5 * 7, dtype=np.float32).reshape(2, 3, 5, 7)
+    moved = apply_dihedral(batch, None, transform)[0]
+    assert moved.shape[-2:] == ((7, 5) if transform % 2 else (5, 7))
+    np.testing.assert_array_equal(invert_dihedral(moved, transform), batch)
+    # and on the (B, H, W) probabilities a network returns for the moved batch
+    np.testing.assert_array_equal(invert_dihedral(moved[:, 0], transform), batch[:, 0])

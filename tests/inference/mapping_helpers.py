@@ -66,10 +66,12 @@ def tiny_engine() -> TorchEngine:
     return TorchEngine(tiny_model(pipeline.in_channels), pipeline, tiny_stats(pipeline), 0.5, "unet")
 
 
-def write_checkpoint(path: Path, threshold: float = 0.5) -> Path:
-    """A slidemap checkpoint in the format :func:`slidemap.io.checkpoint.load_checkpoint` reads."""
-    pipeline = tiny_pipeline()
-    model = tiny_model(pipeline.in_channels)
+def write_checkpoint(path: Path, threshold: float = 0.5, *, seed: int = 0,
+                     pipeline: InputPipeline | None = None, stats: ChannelStats | None = None) -> Path:
+    """A slidemap checkpoint in the format :func:`slidemap.io.checkpoint.load_checkpoint` reads
+    (the tiny model, pipeline and statistics unless given; ``seed`` draws other weights)."""
+    pipeline = pipeline or tiny_pipeline()
+    model = tiny_model(pipeline.in_channels, seed)
     torch.save(
         {
             "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
@@ -78,7 +80,7 @@ def write_checkpoint(path: Path, threshold: float = 0.5) -> Path:
                 "model": MODEL,
                 "in_channels": pipeline.in_channels,
                 "pipeline": pipeline.to_dict(),
-                "normalization": tiny_stats(pipeline).to_dict(),
+                "normalization": (stats or tiny_stats(pipeline)).to_dict(),
                 "threshold": threshold,
                 "config": {},
                 "band_set": "tiny4",

@@ -133,7 +133,7 @@ def test_predict_command_writes_official_patch_format(tiny_checkpoint, tmp_path)
     out = tmp_path / "pred"
     assert main(["predict", "--checkpoint", str(tiny_checkpoint), str(tmp_path / "TestData"),
                  "--out", str(out), "--threshold", "0.45", "--no-postprocess"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted(
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == sorted(
         [f"{kind}_{pid}.h5" for kind in ("mask", "prob") for pid in ("1", "2", "10")])
     with h5py.File(out / "mask_10.h5") as mask_file, h5py.File(out / "prob_10.h5") as prob_file:
         mask, prob = mask_file["mask"][()], prob_file["prob"][()]
@@ -153,7 +153,8 @@ def test_predict_and_export_commands_on_a_scene(tiny_checkpoint, make_scene, tmp
     summary = json.loads((out / "summary.json").read_text())
     assert summary["model"] == "unet" and summary["inputs"]["dem"] == str(paths["dem"])
     assert not list(out.glob(f"{TMP_PREFIX}*"))
-    code = main(["predict", "--checkpoint", str(tiny_checkpoint), str(paths["image"]), "--out", str(out)])
+    code = main(["predict", "--checkpoint", str(tiny_checkpoint), str(paths["image"]),
+                 "--out", str(tmp_path / "scene2")])
     assert code != 0
     assert "image.tif: cannot find band(s) slope, DEM" in capsys.readouterr().err
 

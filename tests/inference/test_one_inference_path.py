@@ -90,3 +90,65 @@ def test_patch_masks_are_the_thresholded_probabilities_unless_asked(
             probability = np.asarray(h5["prob"][()])
         assert mask.dtype == np.uint8
         np.testing.assert_array_equal(mask, (probability >= tiny_run.threshold).astype(np.uint8))
+
+
+def perturbed_copy(checkpoint: Path, out: Path, threshold: float, seed: int) -> Path:
+    """Another member for an ensemble: ``checkpoint`` with its convolution weights jittered
+    (2 % of their spread), its statistics moved and another threshold."""
+    import torch
+
+    from slidemap.data.normalization import ChannelStats
+    from slidemap.io.checkpoint import read_checkpoint
+
+    ckpt = read_checkpoint(checkpoint)
+    generator = torch.Generator().manual_seed(seed)
+    for value in ckpt["state_dict"].values():
+        if value.is_floating_point() and value.ndim == 4:
+            value += 0.02 * value.std() * torch.randn(value.shape, generator=generator)
+    meta = ckpt["slidemap"]
+    stats = ChannelStats.from_dict(meta["normalization"])
+    meta["normalization"] = ChannelStats(stats.names, stats.mean + 0.05 * stats.std, stats.std * 1.05).to_dict()
+    meta["threshold"] = threshold
+    torch.save(ckpt, out)
+    return out
+
+
+def test_ensemble_with_tta_masks_score_exactly_what_evaluate_reports_and_calibration_is_of_them(
+    tiny_run, test_split: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], saved_figures
+) -> None:
+    first = tiny_run.best_checkpoint
+    second_threshold = max(tiny_run.threshold - 0.1, 0.1)
+    second = perturbed_copy(first, tmp_path / "second.ckpt", second_threshold, seed=5)
+    members = [str(first), str(second)]
+    predicted = tmp_path / "predicted"
+    assert main(["predict", "--checkpoint", *members, str(test_split / "img"), "--out", str(predicted),
+                 "--tta"]) == 0
+    assert "2 checkpoints, TTA" in capsys.readouterr().out
+    assert main(["evaluate", "--checkpoint", *members, "--data", str(test_split), "--out",
+                 str(tmp_path / "eval"), "--panels", "0", "--tta"]) == 0
+    capsys.readouterr()
+    reported = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    official = l4s_official_counts(predicted, test_split / "mask")
+    assert official["tp"] > 0 and official["fp"] + official["fn"] > 0
+    assert {k: reported[k] for k in ("tp", "fp", "fn")} == {k: official[k] for k in ("tp", "fp", "fn")}
+    assert reported["f1"] == pytest.approx(official["f1"], rel=1e-12)
+    assert (reported["tta"], reported["ensemble_size"], reported["checkpoint"]) == (True, 2, members)
+    assert reported["threshold"] == pytest.approx((tiny_run.threshold + second_threshold) / 2)
+    assert reported["threshold_rule"].startswith("mean of the members' thresholds")
+
+    # calibration is that of the probabilities predict wrote: ECE over the labelled pixels
+    # in scikit-learn's 15 uniform bins (np.searchsorted on the inner edges), by hand
+    probability, truth = [], []
+    for mask_file in sorted((test_split / "mask").glob("mask_*.h5")):
+        with h5py.File(mask_file, "r") as h5:
+            labels = np.asarray(h5["mask"][()])
+        with h5py.File(predicted / mask_file.name.replace("mask_", "prob_"), "r") as h5:
+            probability.append(np.asarray(h5["prob"][()])[labels != IGNORE].astype(np.float64))
+        truth.append(labels[labels != IGNORE])
+    p, y = np.concatenate(probability), np.concatenate(truth)
+    bins = np.searchsorted(np.linspace(0, 1, 16)[1:-1], p)
+    gaps = [abs(y[bins == b].sum() - p[bins == b].sum()) for b in range(15)]
+    assert reported["ece"] == pytest.approx(sum(gaps) / p.size, rel=1e-9)
+    assert reported["calibration"]["pixels"] == np.bincount(bins, minlength=15).tolist()
+    legend = saved_figures(tmp_path / "eval" / "calibration.png").axes[0].get_legend().get_texts()
+    assert legend[1].get_text() == f"unet (2 checkpoints, TTA) (ECE = {reported['ece']:.3f})"

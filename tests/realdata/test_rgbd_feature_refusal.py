@@ -31,8 +31,12 @@ def test_rgbd_train_with_ndvi_exits_nonzero_with_one_line_before_reading_data(
     assert len(err) == 1 and "ndvi" in err[0] and "nir" in err[0] and "/nonexistent" not in err[0]
 
 
-def test_rgbd_shipped_configs_load_with_supported_features_only() -> None:
+def test_rgbd_shipped_configs_train_on_every_area_with_supported_features_only() -> None:
     for name in ("unet", "unet_cbam"):
         config = load_experiment(f"configs/rgbd/{name}.yaml")
         assert config.data.band_set == "rgbd" and config.data.elevation == "relative"
-        assert config.data.train_path.endswith("area_A") and config.data.val_path.endswith("area_B")
+        # deployable: trained on every labelled area; checkpoint and threshold chosen on
+        # held-out blocks of those areas, never on another area
+        assert [p.rsplit("/", 1)[-1] for p in config.data.train_path] == ["area_A", "area_B"]
+        assert config.data.val_path is None and config.data.holdout.fraction == 0.2
+        assert config.threshold == "best_f1" and config.trainer.patience == 0

@@ -45,7 +45,8 @@ def test_rgbd_evaluate_on_any_folder_with_img_and_mask(
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics)[: len(METRIC_KEYS)] == list(METRIC_KEYS)
     assert metrics["n_pixels"] == 6 * PATCH_PX * PATCH_PX
-    assert metrics["threshold"] == 0.5  # the config's fixed threshold
+    # the checkpoint's threshold (the config's best_f1, chosen on its validation data)
+    assert metrics["threshold"] == pytest.approx(load_checkpoint(rgbd_run / "best.ckpt").threshold)
     # the panels show the two patches with the most landslide pixels, in true colour
     # (R, G, B: the band set's first three bands, not the Sentinel-2 indices)
     from slidemap.plots.panels import percentile_stretch
@@ -77,15 +78,28 @@ def test_rgbd_predict_writes_official_format_masks_for_a_folder_of_patches(
     assert set(np.unique(mask)) <= {0, 1}
 
 
-def test_rgbd_compare_scores_models_on_the_validation_area(
+def test_rgbd_compare_scores_seeds_on_the_left_out_area_with_intervals(
     rgbd_areas: tuple[Path, Path], tmp_path: Path
 ) -> None:
+    """The shipped comparison: trained on area A, every model and seed scored on area B
+    (its test split), Table 1 as mean ± std over seeds with block-bootstrap intervals."""
     out = tmp_path / "compare"
     assert main(["compare", "--config", "configs/rgbd/compare.yaml", "--out", str(out),
                  *tiny_overrides(*rgbd_areas, prefix="base."),
+                 "--set", "base.data.val_path=null", "--set", f"base.data.test_path={rgbd_areas[1]}",
+                 "--set", "seeds=[0, 1]", "--set", "base.data.holdout.block_px=64",
                  "--set", "models.0.model.options.base_channels=4",
                  "--set", "models.1.model.options.base_channels=4"]) == 0
     table = json.loads((out / "table1.json").read_text())
     assert list(table["rows"]) == ["UNet", "UNet-CBAM"]
-    metrics = json.loads((out / "runs" / "unet" / "metrics_valid.json").read_text())
-    assert metrics["n_pixels"] == 6 * PATCH_PX * PATCH_PX  # area B, not area A
+    per_seed = [json.loads((out / "runs" / "unet" / f"seed{s}" / "metrics_test.json").read_text())
+                for s in (0, 1)]
+    assert per_seed[0]["n_pixels"] == 6 * PATCH_PX * PATCH_PX  # area B, not area A
+    dice = table["rows"]["UNet"]["dice"]
+    assert dice["values"] == [m["dice"] for m in per_seed]
+    assert dice["mean"] == np.mean(dice["values"])
+    assert table["bootstrap"]["differences"][0]["first"] == "UNet"
+    markdown = (out / "table1.md").read_text()
+    assert f"{dice['mean']:.3f} ± {dice['std']:.3f}" in markdown and "F1 95 % CI" in markdown
+    report = (out / "report.md").read_text()
+    assert "UNet and UNet-CBAM are not separated" in report or "is ahead of" in report

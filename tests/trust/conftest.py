@@ -14,7 +14,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from slidemap.cli import main
 from slidemap.data.normalization import ChannelStats
 from slidemap.features import InputPipeline
 from slidemap.io.atomic import TMP_PREFIX
+from slidemap.io.outputs import RESERVED
 from slidemap.models import build_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,11 +108,12 @@ def assert_one_line_error(result: CliResult, culprit: str | Path, *problem_words
 
 
 def final_files(folder: Path) -> list[str]:
-    """Files under ``folder`` a user would take for output (temporaries excluded)."""
+    """Files under ``folder`` a user would take for output (temporaries and slidemap's
+    lock and manifest excluded)."""
     if not folder.exists():
         return []
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                  if p.is_file() and not p.name.startswith(TMP_PREFIX))
+                  if p.is_file() and not p.name.startswith(TMP_PREFIX) and p.name not in RESERVED)
 
 
 def assert_no_output(folder: Path) -> None:
@@ -228,9 +230,13 @@ def scene_dem(size: int = 64) -> np.ndarray:
     return np.broadcast_to(100.0 + 3.0 * rows, (size, size)).astype(np.float32).copy()
 
 
-def write_scene(folder: Path, size: int = 64) -> tuple[Path, Path]:
+#: ``predict`` on the torch engine: no ONNX export of the tiny checkpoint first (faster).
+TORCH_ENGINE = ("--engine", "torch")
+
+
+def write_scene(folder: Path, size: int = 64, seed: int = 0) -> tuple[Path, Path]:
     """A valid scene (``image.tif`` with B4, B8 described) and ``dem.tif`` on its grid."""
-    image = write_raster(folder / "image.tif", scene_image(size), descriptions=("B4", "B8"))
+    image = write_raster(folder / "image.tif", scene_image(size, seed), descriptions=("B4", "B8"))
     dem = write_raster(folder / "dem.tif", scene_dem(size))
     return image, dem
 
@@ -287,3 +293,100 @@ def temporaries(folder: Path) -> list[Path]:
 
 def band_count(band_set: str) -> int:
     return len(get_band_set(band_set))
+
+
+# ------------------------------------------------------------ small disks, read-only folders
+def _mount(point: Path, options: str) -> None:
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """``small_disk(kib) -> folder`` on a tmpfs of that size (a disk that fills up);
+    skipped when not root; unmounted at teardown."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mounted: list[Path] = []
+
+    def make(kib: int) -> Path:
+        point = tmp_path / f"disk{len(mounted)}"
+        point.mkdir()
+        _mount(point, f"size={kib}k")
+        mounted.append(point)
+        return point
+
+    yield make
+    for point in reversed(mounted):
+        subprocess.run(["umount", "-l", str(point)], capture_output=True, check=False)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """An existing, empty folder nobody can write into: a read-only tmpfs as root (root
+    ignores permissions), mode 0555 otherwise."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        _mount(folder, "size=64k")
+        proc = subprocess.run(["mount", "-o", "remount,ro", str(folder)], capture_output=True,
+                              text=True, check=False)
+        if proc.returncode != 0:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+            pytest.skip(f"cannot remount read-only: {proc.stderr.strip()}")
+        yield folder
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True, check=False)
+    else:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+
+
+# ------------------------------------------------------------------ exact resume
+RESUME_EPOCHS = 3
+#: a tiny run whose resume, after any interruption, must end bit-identical.
+RESUME_CONFIG: dict[str, Any] = {
+    "name": "resume",
+    "data": {"band_set": "l4s14", "features": ["ndvi", "slope"], "batch_size": 2, "augment": True},
+    "model": {"name": "unet", "options": {"base_channels": 8, "depth": 2}},
+    "optim": {"name": "adam", "lr": 0.01},
+    "schedule": {"name": "cosine", "min_lr": 0.001},
+    "trainer": {"max_epochs": RESUME_EPOCHS, "accelerator": "cpu", "devices": 1, "patience": 0,
+                "deterministic": True, "seed": 3, "progress": False},
+}
+
+
+def train_reference(root: Path, raw_config: dict[str, Any]) -> tuple[Path, Path, Path]:
+    """``(config, data, reference run)``: ``raw_config`` written to ``root`` and trained once,
+    uninterrupted, in a child process (one thread), on a 12-patch split folder."""
+    import yaml
+
+    data = make_split_folder(root / "data", n=12, size=32)
+    config = root / "cfg.yaml"
+    config.write_text(yaml.safe_dump(raw_config))
+    reference = root / "reference"
+    done = run_cli_subprocess(["train", "--config", config, "--data", data, "--out", reference])
+    assert done.code == 0, done.err
+    return config, data, reference
+
+
+@pytest.fixture(scope="session")
+def resume_setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """:data:`RESUME_CONFIG` trained once (:func:`train_reference`), shared by every resume
+    test of the session."""
+    return train_reference(tmp_path_factory.mktemp("resume"), RESUME_CONFIG)
+
+
+def last_weights(run: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+
+
+def assert_same_run(reference: Path, resumed: Path) -> None:
+    """Same ``metrics.csv`` and bit-identical weights in ``last.ckpt``."""
+    assert (resumed / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()
+    expected, got = last_weights(reference), last_weights(resumed)
+    assert expected.keys() == got.keys()
+    different = [k for k in expected if not torch.equal(expected[k], got[k])]
+    assert different == [], f"weights differ after resume: {different[:5]}"

@@ -17,13 +17,10 @@ from slidemap.io.atomic import TMP_PREFIX
 from tests.trust.conftest import (
     final_files,
     run_cli,
-    scene_dem,
-    scene_image,
     sigkill,
     start_cli,
     temporaries,
     wait_for,
-    write_raster,
     write_scene,
 )
 
@@ -47,20 +44,14 @@ def assert_complete(path: Path) -> None:
         raise AssertionError(f"unexpected output {path.name}")
 
 
-def _scene(folder: Path, size: int) -> tuple[Path, Path]:
-    image = write_raster(folder / "image.tif", scene_image(size), descriptions=("B4", "B8"))
-    dem = write_raster(folder / "dem.tif", scene_dem(size))
-    return image, dem
-
-
 def test_killed_predict_leaves_no_half_written_output_and_a_rerun_completes(
     tmp_path: Path, scene_checkpoint: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    image, dem = _scene(tmp_path / "scene", KILL_SCENE_PX)
+    image, dem = write_scene(tmp_path / "scene", KILL_SCENE_PX)
     out = tmp_path / "out"
     argv = ["predict", "--checkpoint", scene_checkpoint, image, "--dem", dem, "--out", out]
     proc = start_cli(argv)
-    wait_for(lambda: bool(temporaries(out)), proc, timeout=120, what="a temporary output file")
+    wait_for(lambda: bool(temporaries(out)), proc, timeout=600, what="a temporary output file")
     sigkill(proc)
 
     assert temporaries(out), "the kill should have interrupted a write in progress"

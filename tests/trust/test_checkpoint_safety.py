@@ -183,8 +183,8 @@ def _directory(folder: Path) -> Path:
 
 BAD_CHECKPOINTS: list[Case] = [
     Case("missing file", lambda f: f / "model.ckpt", ("does not exist",)),
-    Case("a folder", _directory, ("does not exist",)),
-    Case("zero bytes", _bytes(b""), ("not a readable checkpoint",)),
+    Case("a folder", _directory, ("is a folder",)),
+    Case("zero bytes", _bytes(b""), ("empty",)),
     Case("random bytes", _bytes(np.random.default_rng(3).bytes(2048)), ("checkpoint",)),
     Case("text", _bytes(b"epoch: 3\nweights: none\n"), ("checkpoint",)),
     Case("a zip that is not a torch file", _zip_not_torch, ("not a readable checkpoint",)),

@@ -12,9 +12,11 @@ So ``slidemap --help`` imports every command module to list each with its ``HELP
 while only the selected command's arguments are built and only it imports its libraries
 (``slidemap synth`` never pays for torch). A test keeps it so.
 
-Any :class:`~slidemap.errors.SlidemapError` becomes one line on stderr and a non-zero exit;
+Any :class:`~slidemap.errors.SlidemapError`, and any OS-level error (disk full, permission
+denied) that escapes, becomes one line on stderr naming the path and a non-zero exit;
 ``--debug`` (before or after the command name) shows the traceback instead. A misspelt
-command is answered with the closest one.
+command is answered with the closest one. SIGINT and SIGTERM end a command with one line and
+status ``128 + signal`` after its clean-up has run.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from slidemap import __version__
 #: command name -> module under slidemap.cli (dashes become underscores).
 COMMANDS: tuple[str, ...] = (
     "demo", "synth", "synth-scene", "features", "train", "evaluate", "compare",
-    "predict", "export", "models",
+    "predict", "export", "models", "crossval",
 )
 
 #: exit status of a command line argparse or the dispatcher refuses (argparse's own).
@@ -99,6 +101,41 @@ def _unknown_command(name: str) -> int:
     return USAGE_EXIT
 
 
+def _raise_interrupted(signum: int, _frame: object) -> None:
+    from slidemap.errors import Interrupted
+
+    raise Interrupted(signum)
+
+
+def install_signal_handlers() -> dict[int, object]:
+    """SIGINT and SIGTERM raise :class:`~slidemap.errors.Interrupted` in the main thread, so
+    every clean-up runs (no temporaries left, nothing half-written under a final name) and
+    the command ends with one line and status ``128 + signal``. Returns the old handlers."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    old = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        old[signum] = signal.signal(signum, _raise_interrupted)
+    return old
+
+
+def restore_signal_handlers(old: dict[int, object]) -> None:
+    import signal
+
+    for signum, handler in old.items():
+        signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+def _os_error_line(exc: OSError) -> str:
+    """``<path>: <reason>`` of an OS-level error (disk full, permission, I/O error)."""
+    reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    paths = [p for p in (exc.filename, getattr(exc, "filename2", None)) if p]
+    return f"{paths[0]}: {reason}" if paths else reason
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = _first_positional(argv)
@@ -111,18 +148,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     module = command_module(args.command)
     debug = bool(getattr(args, "debug", False))
-    from slidemap.errors import SlidemapError
+    from slidemap.errors import Interrupted, SlidemapError
 
+    def fail(message: str, code: int) -> int:
+        print(f"slidemap {args.command}: error: {message}", file=sys.stderr)
+        return code
+
+    old_handlers = install_signal_handlers()
     try:
         return int(module.run(args) or 0)
     except SlidemapError as exc:
         if debug:
             raise
-        print(f"slidemap {args.command}: error: {exc}", file=sys.stderr)
+        return fail(str(exc), exc.exit_code)
+    except Interrupted as exc:
+        if debug:
+            raise
+        print(f"slidemap {args.command}: {exc.describe()}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"slidemap {args.command}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        if debug:
+            raise
+        return fail("out of memory; use smaller windows or batches (--window, --batch-size)", 2)
+    except OSError as exc:  # a disk or permission problem no layer turned into a SlidemapError
+        if debug:
+            raise
+        return fail(_os_error_line(exc), 2)
+    finally:
+        restore_signal_handlers(old_handlers)
 
 
 if __name__ == "__main__":  # pragma: no cover

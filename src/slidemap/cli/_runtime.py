@@ -44,6 +44,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_help: str) -> N
     parser.add_argument("--config", required=True, metavar="CFG.yaml", help=config_help)
     parser.add_argument("--data", type=Path, default=None, metavar="DIR",
                         help="dataset root (TrainData/ValidData/TestData); replaces data.root")
+    add_override_arguments(parser)
+
+
+def add_override_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--set`` and ``--verbose`` (for commands whose data come otherwise, e.g. crossval)."""
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE",
                         help="override a config value, e.g. trainer.max_epochs=5 (repeatable)")
@@ -74,6 +79,37 @@ def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration", type=Path, default=None, metavar="DIR",
                         help="training patches that calibrate --precision int8 when the checkpoint "
                              "is not an int8 export (slidemap export --precision int8)")
+
+
+#: What a checkpoint file's name ends with (tells the checkpoints of ``predict`` from its inputs).
+CHECKPOINT_SUFFIXES = (".ckpt", ".onnx")
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--checkpoint CKPT [CKPT...]`` (several: an ensemble) and ``--tta``, as predict and
+    evaluate take them; ``what`` ends the ``--checkpoint`` help."""
+    parser.add_argument(
+        "--checkpoint", nargs="+", required=True, metavar="CKPT",
+        help=f"checkpoint(s) {what}; several (same band set and input pipeline, checked) are an "
+             "ensemble: their probabilities are averaged, each member normalising with its own "
+             "statistics, at the mean of their thresholds unless --threshold")
+    parser.add_argument(
+        "--tta", action="store_true",
+        help="test-time augmentation: average the probabilities over the 8 flips and 90° "
+             "rotations of each patch or window (8x the model time, same memory); with it or an "
+             "ensemble, scenes also get uncertainty.tif and a mean_uncertainty per landslide. "
+             "Off by default (measured effect: docs/real-data.md)")
+
+
+def split_checkpoints(tokens: list[str]) -> tuple[list[Path], list[str]]:
+    """``--checkpoint`` values of ``predict`` -> ``(checkpoints, inputs)``: the first value
+    and every following one named ``*.ckpt``/``*.onnx`` are checkpoints; from the first other
+    name on, they are inputs, kept as given (a URL stays a URL), so
+    ``--checkpoint a.ckpt b.ckpt scene.tif`` reads as SPEC writes it."""
+    count = 1
+    while count < len(tokens) and Path(tokens[count]).suffix.lower() in CHECKPOINT_SUFFIXES:
+        count += 1
+    return [Path(t) for t in tokens[:count]], tokens[count:]
 
 
 def add_postprocess_arguments(parser: argparse.ArgumentParser, *, scenes: bool) -> None:

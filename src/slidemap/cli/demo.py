@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scene-size", type=int, default=1024, metavar="PX",
                         help="side of the synthetic scene mapped at the end (0 skips it; default 1024)")
     add_engine_argument(parser)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an earlier demo in --out (its data is reused)")
     parser.add_argument("--verbose", action="store_true", help="also show Lightning's messages")
 
 
@@ -29,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from slidemap.workflows.demo import run_demo
 
     started = time.perf_counter()
-    result = run_demo(args.out, args.overrides, args.scene_size, args.engine)
+    result = run_demo(args.out, args.overrides, args.scene_size, args.engine, overwrite=args.overwrite)
     print((args.out / "table1.md").read_text(encoding="utf-8"))
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
     print(f"report: {result.report_html}")

@@ -22,13 +22,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "training split; or one folder of patches)")
     parser.add_argument("--calibration-patches", type=int, default=256, metavar="N",
                         help="patches drawn (seeded) from DIR for calibration (default: 256)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an ONNX file an earlier export wrote")
 
 
 def run(args: argparse.Namespace) -> int:
     from slidemap.inference.onnx_export import export_onnx
+    from slidemap.io.outputs import OutputFolder
 
     if args.out.suffix.lower() != ".onnx":
         raise ConfigError(f"--out must end in .onnx, got {args.out.name!r}", args.out)
-    export_onnx(args.checkpoint, args.out, args.precision, args.calibration, args.calibration_patches)
+    with OutputFolder(args.out.parent, "export", [args.checkpoint], args.overwrite) as folder:
+        folder.claim([args.out])
+        export_onnx(args.checkpoint, args.out, args.precision, args.calibration,
+                    args.calibration_patches)
     print(args.out)
     return 0

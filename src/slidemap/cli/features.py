@@ -19,11 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pixel-size", type=float, default=None, metavar="M",
                         help="pixel spacing in metres for the slope (default: the band set's, 10 for l4s14)")
     parser.add_argument("--dpi", type=int, default=150, help="resolution of raster formats (default: 150)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a figure an earlier run wrote")
 
 
 def run(args: argparse.Namespace) -> int:
     from slidemap.bands import get_band_set
     from slidemap.data.l4s import read_image
+    from slidemap.io.outputs import OutputFolder
     from slidemap.plots.features import plot_feature_maps
     from slidemap.plots.io import save_figure
 
@@ -38,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if file_format not in supported:
         raise ConfigError(f"cannot write a {out.suffix or 'suffix-less'} figure; use one of "
                           f"{', '.join('.' + s for s in sorted(supported))}", out)
-    save_figure(figure, out, dpi=args.dpi)  # atomic: a temporary name, then a rename
+    with OutputFolder(out.parent, "features", [args.patch], args.overwrite) as folder:
+        folder.claim([out])
+        save_figure(figure, out, dpi=args.dpi)  # atomic: a temporary name, then a rename
     print(out)
     return 0

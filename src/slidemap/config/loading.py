@@ -27,6 +27,7 @@ from slidemap.config.schema import (
 from slidemap.config.validation import build
 from slidemap.errors import ConfigError
 from slidemap.io.atomic import write_text_atomic
+from slidemap.io.yamlsafe import load_yaml, read_yaml_file
 
 
 def parse_override(text: str, source: str | Path | None = None) -> tuple[list[str], Any]:
@@ -38,9 +39,9 @@ def parse_override(text: str, source: str | Path | None = None) -> tuple[list[st
     if not sep or not key.strip() or any(not part for part in key.strip().split(".")):
         raise ConfigError(f"override {text!r} is not of the form dotted.key=value", source)
     try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})", source) from None
+        parsed = load_yaml(value) if value.strip() else None
+    except ConfigError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc.problem})", source) from None
     return key.strip().split("."), parsed
 
 
@@ -84,18 +85,12 @@ def read_yaml(path: Path) -> dict[str, Any]:
     """The top-level mapping of YAML file ``path``.
 
     Raises:
-        ConfigError: missing or unreadable file, invalid YAML, empty, or not a mapping.
+        ConfigError: missing or unreadable file, not UTF-8, invalid YAML, a key given twice,
+            an alias bomb (:mod:`slidemap.io.yamlsafe`), empty, or not a mapping.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("config file does not exist", path) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file ({exc.strerror})", path) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {' '.join(str(exc).split())}", path) from None
+    if not path.exists():
+        raise ConfigError("config file does not exist", path)
+    raw = read_yaml_file(path)
     if raw is None:
         raise ConfigError("config file is empty; expected a mapping of settings (start from configs/demo.yaml)", path)
     if not isinstance(raw, dict):
@@ -121,7 +116,8 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
 
 
 def load_compare_config(path: str | Path, overrides: Sequence[str] = ()) -> CompareConfig:
-    """Read a comparison YAML: ``base`` is inline or a path relative to this file.
+    """Read a comparison YAML: ``base`` is inline or a path relative to this file, and
+    ``base_overrides`` (optional, nested like an experiment) changes it for this comparison.
 
     Overrides address the comparison (``base.trainer.max_epochs=5``, ``split=valid``).
     Every model's resolved experiment is validated here, so a bad variant fails before
@@ -135,15 +131,28 @@ def load_compare_config(path: str | Path, overrides: Sequence[str] = ()) -> Comp
     if not isinstance(base, Mapping):
         raise ConfigError(f"'base' must be a mapping or a file name, got {base!r}", resolved)
     raw["base"] = deep_update(ExperimentConfig().to_dict(), base)
+    # ``base_overrides`` changes the base file's settings for this comparison only (e.g. a
+    # deployable config trained on every area, compared here with one area left out)
+    base_overrides = raw.pop("base_overrides", None) or {}
+    if not isinstance(base_overrides, Mapping):
+        raise ConfigError(f"'base_overrides' must be a mapping, got {base_overrides!r}", resolved)
+    deep_update(raw["base"], base_overrides)
     raw = apply_overrides(raw, overrides, resolved)
     config = build(CompareConfig, raw, resolved)
     names = [v.name for v in config.models]
     if len(set(names)) != len(names):
         raise ConfigError(f"model variant names repeat: {names}", resolved)
+    if len(set(config.seeds)) != len(config.seeds):
+        raise ConfigError(f"'seeds' repeat: {config.seeds}", resolved)
     config.experiments(resolved)
     return config
 
 
+def config_text(config: ExperimentConfig | CompareConfig) -> str:
+    """The resolved config as the YAML :func:`save_config` writes."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
 def save_config(config: ExperimentConfig | CompareConfig, path: str | Path) -> Path:
     """Write the resolved config as YAML, atomically."""
-    return write_text_atomic(path, yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return write_text_atomic(path, config_text(config))

@@ -46,8 +46,10 @@ def _number_from_text(value: Any) -> Any:
 
 #: an integer (not a bool, not text).
 Int = Annotated[int, Strict()]
-#: a real number: an integer or a float, or a number written as text (``"1e-3"``).
-Number = Annotated[float, BeforeValidator(_number_from_text), Strict()]
+#: a finite real number: an integer or a float, or a number written as text (``"1e-3"``);
+#: NaN and infinities are refused (no setting of an experiment means them, and torch or
+#: Lightning would fail on them only once training runs, or silently train on NaN).
+Number = Annotated[float, BeforeValidator(_number_from_text), Strict(), Field(allow_inf_nan=False)]
 #: true or false (not 0/1, not text).
 Bool = Annotated[bool, Strict()]
 #: text.
@@ -110,13 +112,18 @@ def _bounds(tp: Any) -> str:
                 if getattr(constraint, name, None) is not None:
                     limits[name] = getattr(constraint, name)
     if limits.keys() == {"ge", "le"}:
-        return f"lie in [{limits['ge']:g}, {limits['le']:g}]"
+        return f"lie in [{_shown(limits['ge'])}, {_shown(limits['le'])}]"
     if limits == {"gt": 0}:
         return "be positive"
     if not limits:
         return ""
     symbols = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
-    return "be " + " and ".join(f"{symbols[k]} {v:g}" for k, v in limits.items())
+    return "be " + " and ".join(f"{symbols[k]} {_shown(v)}" for k, v in limits.items())
+
+
+def _shown(limit: float) -> str:
+    """A bound as written: integers whole (``4294967295``), other numbers short (``0.5``)."""
+    return str(limit) if isinstance(limit, int) else f"{limit:g}"
 
 
 def _fields(tp: Any) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """Torch datasets and the Lightning DataModule for Landslide4Sense-style patch folders.
 
-Flow per sample: read the ``.h5`` files (:mod:`slidemap.data.l4s`) → band stack and features
-(a :class:`Pipeline`, e.g. :class:`slidemap.features.InputPipeline`) → [cache] → random dihedral transform
-(training only) → per-channel normalisation (:class:`~slidemap.data.normalization.ChannelStats`)
-→ tensors.
+Flow per sample: read the ``.h5`` files (:mod:`slidemap.data.l4s`) → [photometric and
+elevation jitter of the bands, training only] → band stack and features (a :class:`Pipeline`,
+e.g. :class:`slidemap.features.InputPipeline`) → [cache] → [random resized crop] → random
+dihedral transform (training only) → per-channel normalisation
+(:class:`~slidemap.data.normalization.ChannelStats`) → tensors. With band jitter on, the
+cache keeps the bands instead of the computed channels (the features follow the jitter).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
 
 from slidemap.bands import BandSet
-from slidemap.data.augment import random_dihedral
-from slidemap.data.l4s import PatchRef, find_patches, read_patch
+from slidemap.data.augment import BandJitter, RandomResizedCrop, random_dihedral
+from slidemap.data.holdout import spatial_block_split
+from slidemap.data.l4s import PatchRef, find_area_patches, find_patches, read_patch
 from slidemap.data.normalization import ChannelStats, compute_channel_stats
 from slidemap.errors import ConfigError
 
@@ -30,6 +33,8 @@ log = logging.getLogger(__name__)
 Sample = dict[str, Any]
 #: a dataset key: a patch index, or ``(index, epoch)`` from :class:`EpochSampler`.
 SampleKey = int | tuple[int, int]
+#: one data folder, or several (areas) pooled into one split
+PathSpec = str | Path | Sequence[str | Path]
 
 
 class Pipeline(Protocol):
@@ -74,15 +79,20 @@ class EpochSampler(Sampler[tuple[int, int]]):
         n_items: dataset length.
         seed: the run's seed.
         shuffle: a fresh permutation per epoch (``False``: index order).
+        resume_at: ``(epoch, items)``: the first pass over ``epoch`` skips the ``items``
+            first keys, which a run interrupted mid-epoch had trained on already (its
+            checkpoint says how many), so the resumed epoch sees exactly the remaining batches.
     """
 
-    def __init__(self, n_items: int, seed: int, shuffle: bool = True) -> None:
+    def __init__(self, n_items: int, seed: int, shuffle: bool = True,
+                 resume_at: tuple[int, int] | None = None) -> None:
         self.n_items = int(n_items)
         self.seed = int(seed)
         self.shuffle = shuffle
         self.epoch = 0
         self._iterated = False
         self._epoch_given = False
+        self._resume_at = resume_at
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -99,6 +109,9 @@ class EpochSampler(Sampler[tuple[int, int]]):
         self._iterated, self._epoch_given = True, False
         order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.n_items)
                  if self.shuffle else np.arange(self.n_items))
+        if self._resume_at is not None and self._resume_at[0] == self.epoch:
+            order = order[self._resume_at[1]:]
+            self._resume_at = None  # once: the next pass over any epoch is whole
         return iter([(int(index), self.epoch) for index in order])
 
 
@@ -116,6 +129,9 @@ class PatchDataset(Dataset[Sample]):
             before the workers started (e.g. by computing statistics).
         seed: seed of the augmentation draws; combined with the DataLoader worker's seed so
             workers draw different, reproducible transforms.
+        band_jitter: photometric/elevation jitter of the bands before the pipeline
+            (with ``augment``; :class:`~slidemap.data.augment.BandJitter`).
+        crop: random resized crop of the pipeline output (with ``augment``).
 
     Items are ``{"image": FloatTensor (C_out, H, W), "mask": LongTensor (H, W) in {0, 1, 255},
     "id": str}``; ``"mask"`` is absent when the ref has no mask.
@@ -129,6 +145,8 @@ class PatchDataset(Dataset[Sample]):
         augment: bool = False,
         cache: bool = False,
         seed: int = 0,
+        band_jitter: BandJitter | None = None,
+        crop: RandomResizedCrop | None = None,
     ) -> None:
         self.refs = list(refs)
         self.pipeline = pipeline
@@ -137,7 +155,10 @@ class PatchDataset(Dataset[Sample]):
         self.augment = augment
         self.cache = cache
         self.seed = int(seed)
+        self.band_jitter = band_jitter if augment and band_jitter is not None and band_jitter.active else None
+        self.crop = crop if augment and crop is not None and crop.active else None
         self._cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        self._band_cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
         self._rng: np.random.Generator | None = None
         self._rng_owner: tuple[int, int] | None = None
 
@@ -155,8 +176,19 @@ class PatchDataset(Dataset[Sample]):
             return self._cache[index]
         image, mask = read_patch(self.refs[index], n_bands=len(self.pipeline.source_band_set))
         item = (self.pipeline(image), mask)
-        if self.cache:
+        if self.cache and self.band_jitter is None:  # with jitter the bands are cached instead
             self._cache[index] = item
+        return item
+
+    def load_bands(self, index: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Band stack ``(C, H, W) float32`` (non-finite values replaced by 0, as the
+        pipeline does) and mask, before any augmentation; cached when ``cache=True``."""
+        if index in self._band_cache:
+            return self._band_cache[index]
+        image, mask = read_patch(self.refs[index], n_bands=len(self.pipeline.source_band_set))
+        item = (np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0), mask)
+        if self.cache:
+            self._band_cache[index] = item
         return item
 
     def _generator(self) -> np.random.Generator:
@@ -173,11 +205,21 @@ class PatchDataset(Dataset[Sample]):
         """Sample ``key``: an index (augmentation drawn from this process's generator), or
         ``(index, epoch)`` from :class:`EpochSampler` (drawn from ``(seed, epoch, index)``)."""
         index, epoch = key if isinstance(key, tuple) else (key, None)
-        stored_image, stored_mask = self.load(index)
-        image, mask = stored_image, stored_mask
+        rng = extra = None
         if self.augment:
             rng = (self._generator() if epoch is None
                    else np.random.default_rng([self.seed, epoch, index]))
+            # jitter and crops draw from their own stream: the flips stay those of before
+            extra = rng if epoch is None else np.random.default_rng([self.seed, epoch, index, 1])
+        if self.band_jitter is not None and extra is not None:
+            bands, stored_mask = self.load_bands(index)
+            stored_image = self.pipeline(self.band_jitter(bands, extra))
+        else:
+            stored_image, stored_mask = self.load(index)
+        image, mask = stored_image, stored_mask
+        if self.crop is not None and extra is not None:
+            image, mask = self.crop(image, mask, extra)
+        if rng is not None:
             image, mask = random_dihedral(image, mask, rng)
         if self.stats is not None:
             image = self.stats.apply(image)
@@ -199,15 +241,25 @@ class L4SDataModule(L.LightningDataModule):
         pipeline: the input pipeline (a :class:`Pipeline`).
         batch_size: patches per batch.
         num_workers: DataLoader worker processes; > 0 keeps them alive across epochs.
-        augment: random flips / 90° rotations on the training split.
+        augment: random flips / 90° rotations on the training split (``False``: no
+            training augmentation at all).
+        augmentation: photometric, elevation and crop augmentation of the training split
+            (:class:`~slidemap.config.AugmentationConfig` or alike); ``None`` = none.
         stats: normalisation statistics (e.g. from a checkpoint); ``None`` computes them once
             from the training split (available as :attr:`stats` after :meth:`setup`).
         cache: keep decoded, feature-stacked patches in memory.
         train_split, val_split, test_split: split names in ``root`` (``None`` disables one).
         train_path, val_path, test_path: folders that replace ``root``/split for one split
-            (any layout :func:`~slidemap.data.l4s.find_patches` reads).
+            (any layout :func:`~slidemap.data.l4s.find_patches` reads); ``train_path`` and
+            ``val_path`` may list several folders (areas), pooled with area-qualified ids
+            (:func:`~slidemap.data.l4s.find_area_patches`).
+        holdout: validation on spatial blocks of the training patches
+            (:class:`~slidemap.config.HoldoutConfig` or alike: ``fraction``, ``block_px``,
+            ``seed``), used when the validation split has neither a path nor a root split.
         seed: seeds shuffling and augmentation; same seed, same batches.
         pin_memory: DataLoader ``pin_memory`` (useful with a GPU).
+        resume_at: ``(epoch, patches)`` already trained on in an epoch a resumed run
+            continues mid-way (see :class:`EpochSampler`).
 
     ``predict_dataloader`` serves the test split without requiring masks.
     """
@@ -225,13 +277,17 @@ class L4SDataModule(L.LightningDataModule):
         val_split: str | None = "valid",
         test_split: str | None = "test",
         *,
-        train_path: str | Path | None = None,
-        val_path: str | Path | None = None,
+        train_path: PathSpec | None = None,
+        val_path: PathSpec | None = None,
         test_path: str | Path | None = None,
         seed: int = 0,
         pin_memory: bool = False,
+        augmentation: Any = None,
+        holdout: Any = None,
+        resume_at: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
+        self.resume_at = resume_at
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if num_workers < 0:
@@ -245,23 +301,37 @@ class L4SDataModule(L.LightningDataModule):
         self.cache = cache
         self.seed = int(seed)
         self.pin_memory = pin_memory
-        self._sources: dict[str, tuple[Path | None, str | None]] = {
-            "train": (None if train_path is None else Path(train_path), train_split),
-            "valid": (None if val_path is None else Path(val_path), val_split),
-            "test": (None if test_path is None else Path(test_path), test_split),
+        self._sources: dict[str, tuple[PathSpec | None, str | None]] = {
+            "train": (train_path, train_split),
+            "valid": (val_path, val_split),
+            "test": (test_path, test_split),
         }
+        self.holdout = holdout if holdout is not None and holdout.fraction > 0 else None
+        band_set = self.pipeline.source_band_set  # the jitter acts on the bands as read
+        self.band_jitter = (None if augmentation is None else
+                            BandJitter(band_set, augmentation.photometric, augmentation.elevation))
+        self.crop = None if augmentation is None else RandomResizedCrop(augmentation.crop)
         self._stats = stats
         self._datasets: dict[str, PatchDataset] = {}
+        self._holdout_refs: tuple[list[PatchRef], list[PatchRef]] | None = None
 
     @property
     def stats(self) -> ChannelStats | None:
         """Normalisation statistics (given, or computed from the training split in setup)."""
         return self._stats
 
-    def has_split(self, which: str) -> bool:
-        """Whether ``which`` (``"train"``, ``"valid"``, ``"test"``) has a path or a root split."""
+    def _given(self, which: str) -> bool:
         path, split = self._sources[which]
         return path is not None or (self.root is not None and split is not None)
+
+    def uses_holdout(self) -> bool:
+        """Whether validation is a spatial block split of the training patches."""
+        return self.holdout is not None and not self._given("valid")
+
+    def has_split(self, which: str) -> bool:
+        """Whether ``which`` (``"train"``, ``"valid"``, ``"test"``) has a path or a root
+        split (or, for ``"valid"``, held-out blocks of the training split)."""
+        return self._given(which) or (which == "valid" and self.uses_holdout())
 
     def refs(self, which: str, require_masks: bool = True) -> list[PatchRef]:
         """Patches of ``which`` (``"train"``, ``"valid"`` or ``"test"``).
@@ -270,10 +340,23 @@ class L4SDataModule(L.LightningDataModule):
             ConfigError: the split has neither a path nor a root split name.
             InputError: as :func:`~slidemap.data.l4s.find_patches`.
         """
+        if which in ("train", "valid") and self.uses_holdout():
+            if self._holdout_refs is None:
+                holdout = self.holdout
+                self._holdout_refs = spatial_block_split(
+                    self._given_refs("train", require_masks=True), holdout.fraction,
+                    holdout.block_px, seed=holdout.seed)
+                log.info("spatial block split: %d training, %d validation patches",
+                         *map(len, self._holdout_refs))
+            return list(self._holdout_refs[0 if which == "train" else 1])
+        return self._given_refs(which, require_masks)
+
+    def _given_refs(self, which: str, require_masks: bool) -> list[PatchRef]:
         path, split = self._sources[which]
         if path is not None:
-            return find_patches(path, split=None, require_masks=require_masks)
-        if not self.has_split(which):
+            return find_area_patches(path if isinstance(path, str | Path) else list(path),
+                                     split=None, require_masks=require_masks)
+        if not self._given(which):
             argument = {"train": "train_path", "valid": "val_path", "test": "test_path"}[which]
             raise ConfigError(f"no data for the {which} split: give a root and a split name, or {argument}")
         return find_patches(self.root, split=split, require_masks=require_masks)  # type: ignore[arg-type]
@@ -285,7 +368,7 @@ class L4SDataModule(L.LightningDataModule):
             log.info("%s: %d patches", key, len(refs))
             self._datasets[key] = PatchDataset(
                 refs, self.pipeline, stats=self._stats, augment=self.augment and which == "train",
-                cache=self.cache, seed=self.seed,
+                cache=self.cache, seed=self.seed, band_jitter=self.band_jitter, crop=self.crop,
             )
         return self._datasets[key]
 
@@ -330,7 +413,8 @@ class L4SDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            sampler=EpochSampler(len(dataset), self.seed, shuffle=True) if shuffle else None,
+            sampler=(EpochSampler(len(dataset), self.seed, shuffle=True, resume_at=self.resume_at)
+                     if shuffle else None),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,

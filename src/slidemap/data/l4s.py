@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -39,8 +39,9 @@ from typing import Literal
 import h5py
 import numpy as np
 
-from slidemap.errors import InputError
+from slidemap.errors import InputError, SlidemapError
 from slidemap.io.atomic import atomic_path
+from slidemap.io.resources import array_bytes, check_allocation
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +266,74 @@ def split_refs(path: str | Path, split: str | None = "test") -> list[PatchRef]:
     return find_patches(path, split=split if layout in ("root", "public") else None)
 
 
+#: separator between an area's name and a patch id in pooled (several-folder) splits
+AREA_SEPARATOR = "/"
+_GRID_ID = re.compile(r"(?:^|_)(\d+)_(\d+)$")
+
+
+def grid_position(patch_id: str) -> tuple[str, int, int] | None:
+    """``(area, row, col)`` of an id ``[<area>/]<row>_<col>``, else ``None``.
+
+    ``<row>_<col>`` is the patch's pixel offset in its scene (the rgbd areas' naming:
+    ``image_1024_1152.h5``); ``area`` is the folder the patch came from in a pooled split
+    (:func:`find_area_patches`), ``""`` for a plain id. Landslide4Sense's numbered ids
+    (``image_17.h5``) carry no position: ``None``.
+    """
+    area, _, local = patch_id.rpartition(AREA_SEPARATOR)
+    match = _GRID_ID.search(local)
+    if match is None:
+        return None
+    return area, int(match.group(1)), int(match.group(2))
+
+
+def area_names(paths: Sequence[str | Path]) -> list[str]:
+    """A distinct short name per folder: its own name (``area_A``), with its parents' names
+    joined by ``-`` when two folders share one (``x-area_A``, ``y-area_A``).
+
+    The folders must be distinct (:func:`find_area_patches` checks that).
+    """
+    parts = [Path(p).resolve().parts for p in paths]
+    for depth in range(1, max((len(p) for p in parts), default=1) + 1):
+        names = ["-".join(p[-depth:]).lstrip("/-") or "root" for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [f"area{i}" for i in range(len(parts))]
+
+
+def find_area_patches(
+    paths: str | Path | Sequence[str | Path], split: str | None = None, require_masks: bool = True
+) -> list[PatchRef]:
+    """The patches of one folder (:func:`find_patches`), or of several pooled.
+
+    With several folders (areas) every id is qualified by its folder's name,
+    ``area_A/1024_1152``, so that ids repeated across areas stay distinct; one folder keeps
+    its plain ids. The order is folder by folder, each sorted as :func:`find_patches` sorts.
+
+    Raises:
+        InputError: as :func:`find_patches`, or a folder given twice.
+    """
+    if isinstance(paths, str | Path):
+        return find_patches(paths, split=split, require_masks=require_masks)
+    folders = [Path(p) for p in paths]
+    if not folders:
+        raise InputError("no data folders given (an empty list)", "<config>")
+    seen: dict[Path, Path] = {}
+    for folder in folders:
+        key = folder.resolve()
+        if key in seen:
+            raise InputError(f"is given twice (also as {seen[key]}); each area once", folder)
+        seen[key] = folder
+    if len(folders) == 1:
+        return find_patches(folders[0], split=split, require_masks=require_masks)
+    refs: list[PatchRef] = []
+    for name, folder in zip(area_names(folders), folders, strict=True):
+        refs.extend(
+            PatchRef(id=f"{name}{AREA_SEPARATOR}{ref.id}", image=ref.image, mask=ref.mask)
+            for ref in find_patches(folder, split=split, require_masks=require_masks)
+        )
+    return refs
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading files
 
@@ -295,8 +364,12 @@ def _read_array(path: Path, key: str, allow_bool: bool = False) -> np.ndarray:
             numeric = np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)
             if not (numeric or (allow_bool and dtype == np.bool_)):
                 raise InputError(f"{key!r} has non-numeric dtype {dtype}; expected numbers", path)
+            # the shape is the file's word: check what reading it allocates (the array and
+            # its float32 copy) before reading, not after the machine ran out of memory
+            check_allocation(array_bytes(node.shape, dtype.itemsize + 4),
+                             f"{key!r} of shape {node.shape} ({dtype})", path)
             array = np.asarray(node[()])
-    except InputError:
+    except SlidemapError:
         raise
     except (OSError, RuntimeError, ValueError, TypeError, KeyError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__

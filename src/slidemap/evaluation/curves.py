@@ -66,6 +66,37 @@ DEFAULT_BINS = 1000
 _SNAP_TOLERANCE = 1e-9
 
 
+def labelled_probabilities(
+    prob: torch.Tensor | np.ndarray,
+    target: torch.Tensor | np.ndarray,
+    valid: torch.Tensor | np.ndarray | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The labelled pixels of a batch: their probabilities as float64 (on the input's device;
+    the CPU for MPS, which has no float64) and whether each is a landslide.
+
+    Args:
+        prob: any shape, float probabilities of landslide in [0, 1] (not logits).
+        target: same shape, integer {0, 1, 255}; 255 = ignore (excluded).
+        valid: optional bool, same shape; False pixels are excluded too.
+
+    Raises:
+        ValueError: shapes differ, ``prob`` is not floating point, or a probability is
+            outside [0, 1] or NaN.
+    """
+    prob, target = torch.as_tensor(prob), torch.as_tensor(target)
+    if prob.shape != target.shape:
+        raise ValueError(f"prob {tuple(prob.shape)} and target {tuple(target.shape)} differ in shape")
+    if not prob.is_floating_point():
+        raise ValueError(f"prob must be floating point probabilities, got {prob.dtype}")
+    keep = valid_pixels(target, None if valid is None else torch.as_tensor(valid))
+    # float64 comparisons against bin edges make counts exact; MPS has no float64.
+    device = torch.device("cpu") if prob.device.type == "mps" else prob.device
+    p = prob[keep].to(device=device, dtype=torch.float64)
+    if p.numel() and not bool(((p >= 0) & (p <= 1)).all()):
+        raise ValueError("prob must lie in [0, 1] (NaN is not allowed); apply a sigmoid to logits first")
+    return p, (target[keep] == 1).to(device)
+
+
 class BinnedCurves:
     """Streaming histograms of landslide probabilities, split by the true label.
 
@@ -157,22 +188,8 @@ class BinnedCurves:
             target: same shape, integer {0, 1, 255}; 255 = ignore (excluded).
             valid: optional bool, same shape; False pixels are excluded too.
         """
-        prob, target = torch.as_tensor(prob), torch.as_tensor(target)
-        if prob.shape != target.shape:
-            raise ValueError(
-                f"prob {tuple(prob.shape)} and target {tuple(target.shape)} differ in shape"
-            )
-        if not prob.is_floating_point():
-            raise ValueError(f"prob must be floating point probabilities, got {prob.dtype}")
-        keep = valid_pixels(target, None if valid is None else torch.as_tensor(valid))
-        # float64 comparisons against the edges make counts_at exact; MPS has no float64.
-        device = torch.device("cpu") if prob.device.type == "mps" else prob.device
-        p = prob[keep].to(device=device, dtype=torch.float64)
-        is_positive = (target[keep] == 1).to(device)
-        if p.numel() and not bool(((p >= 0) & (p <= 1)).all()):
-            raise ValueError(
-                "prob must lie in [0, 1] (NaN is not allowed); apply a sigmoid to logits first"
-            )
+        p, is_positive = labelled_probabilities(prob, target, valid)
+        device = p.device
         bins = self.n_bins + 1
         inner_edges = torch.arange(1, bins, dtype=torch.float64, device=device) / self.n_bins
         index = torch.bucketize(p, inner_edges, right=True)

@@ -1,7 +1,8 @@
 """Windows of a scene predicted on a Dask ``distributed`` cluster.
 
-Each task gets the engine (an :class:`~slidemap.inference.engine.EngineSpec`: checkpoint
-path and kind, loaded once per worker process and cached) and the scene
+Each task gets the predictor (a :class:`~slidemap.inference.predictor.PredictorSpec`: the
+checkpoint paths, engine kind and transform set of a single model, an ensemble and/or
+test-time augmentation; built once per worker process and cached) and the scene
 (:class:`~slidemap.inference.scene.SceneSpec`: file paths, opened by each task),
 plus one window; it returns that window's :class:`~slidemap.inference.sliding.WindowResult`.
 Workers therefore need the checkpoint and the rasters at the same paths (a shared
@@ -27,8 +28,9 @@ from typing import Any
 
 from rasterio.windows import Window
 
-from slidemap.errors import ConfigError
-from slidemap.inference.engine import EngineSource, EngineSpec, resolve_engine
+from slidemap.errors import ConfigError, ResourceError
+from slidemap.inference.engine import EngineSpec
+from slidemap.inference.predictor import PredictorSource, PredictorSpec, resolve_predictor
 from slidemap.inference.scene import SceneReader, SceneSpec
 from slidemap.inference.sliding import WindowPlan, WindowResult, predict_window
 from slidemap.io.geotiff import bounded_gdal_cache
@@ -38,25 +40,45 @@ log = logging.getLogger(__name__)
 #: Tasks in flight per worker (enough to keep workers busy while the driver blends).
 IN_FLIGHT_PER_WORKER = 2
 
-def predict_window_task(engine_source: EngineSource, scene: SceneSpec, window: Window) -> WindowResult:
+def predict_window_task(source: PredictorSource, scene: SceneSpec, window: Window) -> WindowResult:
     """One Dask task: predict ``window`` of ``scene`` (see :func:`~slidemap.inference.sliding.predict_window`).
 
     The scene is opened per task (milliseconds against a window's model time; rasterio
-    handles must not cross threads) and the engine is cached per worker process.
+    handles must not cross threads) and the predictor is cached per worker process.
     """
-    engine = resolve_engine(engine_source)
-    with bounded_gdal_cache(), SceneReader(scene, engine.pipeline.band_set) as reader:
-        return predict_window(engine, reader, window)
+    predictor = resolve_predictor(source)
+    with bounded_gdal_cache(), SceneReader(scene, predictor.pipeline.band_set) as reader:
+        return predict_window(predictor, reader, window)
+
+
+#: seconds to wait for a Dask scheduler before giving up (``--scheduler-timeout``).
+DEFAULT_SCHEDULER_TIMEOUT_S = 10.0
+
+
+def connect(scheduler: str, timeout_s: float = DEFAULT_SCHEDULER_TIMEOUT_S) -> Any:
+    """A ``distributed.Client`` on ``scheduler``, or one :class:`ResourceError` after
+    ``timeout_s`` seconds when it cannot be reached (instead of distributed's 30 s and a
+    traceback)."""
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout=timeout_s)
+    except (OSError, TimeoutError, ValueError, TypeError) as exc:
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ResourceError(f"cannot reach the Dask scheduler {scheduler} within {timeout_s:g} s "
+                            f"({reason}); check the address or raise --scheduler-timeout") from None
 
 
 @contextlib.contextmanager
-def dask_client(workers: int = 0, scheduler: str | None = None, processes: bool = True) -> Iterator[Any]:
-    """A ``distributed.Client`` on ``scheduler``, or on a new ``LocalCluster`` of ``workers``
-    single-threaded workers (processes, or threads with ``processes=False``)."""
+def dask_client(workers: int = 0, scheduler: str | None = None, processes: bool = True,
+                timeout_s: float = DEFAULT_SCHEDULER_TIMEOUT_S) -> Iterator[Any]:
+    """A ``distributed.Client`` on ``scheduler`` (reached within ``timeout_s`` seconds), or on a
+    new ``LocalCluster`` of ``workers`` single-threaded workers (processes, or threads with
+    ``processes=False``)."""
     from distributed import Client, LocalCluster
 
     if scheduler:
-        with Client(scheduler) as client:
+        with connect(scheduler, timeout_s) as client:
             yield client
         return
     if workers < 1:
@@ -69,16 +91,17 @@ def dask_client(workers: int = 0, scheduler: str | None = None, processes: bool 
 
 
 def iter_windows_dask(
-    engine_source: EngineSource, scene: SceneSpec, plan: WindowPlan, *, workers: int = 0,
+    source: PredictorSource, scene: SceneSpec, plan: WindowPlan, *, workers: int = 0,
     scheduler: str | None = None, processes: bool = True,
+    scheduler_timeout_s: float = DEFAULT_SCHEDULER_TIMEOUT_S,
 ) -> Iterator[WindowResult]:
     """Predict every window of ``plan`` on Dask; yield results in plan order."""
-    with dask_client(workers, scheduler, processes) as client:
+    with dask_client(workers, scheduler, processes, scheduler_timeout_s) as client:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
         limit = IN_FLIGHT_PER_WORKER * n_workers
-        # An in-memory engine is sent once to every worker, not once per task.
-        source = (engine_source if isinstance(engine_source, EngineSpec)
-                  else client.scatter(engine_source, broadcast=True))
+        # An in-memory engine or predictor is sent once to every worker, not once per task.
+        if not isinstance(source, EngineSpec | PredictorSpec):
+            source = client.scatter(source, broadcast=True)
         pending: collections.deque[Any] = collections.deque()
         for window in plan.windows():
             pending.append(client.submit(predict_window_task, source, scene, window, pure=False))

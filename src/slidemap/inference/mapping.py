@@ -5,7 +5,9 @@
 passes, each holding one strip of rows:
 
 1. **probability** — sliding windows (:mod:`slidemap.inference.sliding`), in this process
-   or on Dask (:mod:`slidemap.inference.dask_tiles`), blended into ``probability.tif``;
+   or on Dask (:mod:`slidemap.inference.dask_tiles`), blended into ``probability.tif`` (and,
+   with test-time augmentation or an ensemble, the members' standard deviation into
+   ``uncertainty.tif``);
 2. **objects** — strips of the probability map (with the morphology's context rows) are
    thresholded, cleaned (:func:`~slidemap.inference.postprocess.morphology`) and
    vectorised; pieces cut at strip borders are merged, small holes filled and small
@@ -13,8 +15,9 @@ passes, each holding one strip of rows:
 3. **mask and attributes** — the kept polygons are burnt strip by strip into ``mask.tif``
    (:data:`MASK_LANDSLIDE`, :data:`MASK_BACKGROUND`, :data:`MASK_NOT_ASSESSABLE` where the
    scene cannot be judged — clouds, shadows, snow, saturation, no DEM — and
-   :data:`MASK_NODATA` outside the data) while per-polygon statistics (probability; terrain
-   when there is elevation, :mod:`~slidemap.inference.attributes`) and the assessable and
+   :data:`MASK_NODATA` outside the data) while per-polygon statistics (probability, and
+   uncertainty when mapped; terrain when there is elevation,
+   :mod:`~slidemap.inference.attributes`) and the assessable and
    not-assessable areas accumulate; then ``landslides.gpkg``, ``landslides.geojson``
    (layer ``landslides``) and ``summary.json`` are written.
 
@@ -22,15 +25,19 @@ Not-assessable pixels are nodata for the network (like pixels outside the scene)
 ``probability.tif``, so they are never part of a polygon.
 
 Every file is written atomically and carries the input's CRS and transform; the rasters are
-Cloud-Optimized GeoTIFFs with internal overviews (:mod:`slidemap.io.cog`).
+Cloud-Optimized GeoTIFFs with internal overviews (:mod:`slidemap.io.cog`). A scene's outputs
+are one set (:mod:`slidemap.io.outputs`): staged under temporary names and renamed together at
+the end, and none replaces an input or a file slidemap did not write. Areas are ground areas
+on the ellipsoid (:class:`slidemap.io.ground.GroundAreas`).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
+import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,14 +56,18 @@ from slidemap.inference.attributes import (
     polygon_jacobians,
     shape_columns,
 )
-from slidemap.inference.engine import Engine, EngineSource, EngineSpec, resolve_engine
 from slidemap.inference.postprocess import (
     PostprocessConfig,
     filter_objects,
     morphology,
     threshold_mask,
 )
-from slidemap.inference.predictor import Predictor
+from slidemap.inference.predictor import (
+    Predictor,
+    PredictorSource,
+    for_workers,
+    resolve_predictor,
+)
 from slidemap.inference.radiometry import check_radiometry
 from slidemap.inference.scene import (
     FLAG_NO_ELEVATION,
@@ -69,6 +80,7 @@ from slidemap.inference.scene import (
 from slidemap.inference.sliding import (
     DEFAULT_OVERLAP_PX,
     DEFAULT_WINDOW_PX,
+    BlendedRows,
     WindowPlan,
     WindowResult,
     blend_windows,
@@ -82,10 +94,12 @@ from slidemap.inference.vectorize import (
     rasterize_ids,
     to_map_coordinates,
 )
-from slidemap.io.atomic import write_text_atomic
+from slidemap.io.atomic import current_path, write_json_atomic
 from slidemap.io.cog import PAM_SUFFIX, Category, CogWriter, RasterLayer
 from slidemap.io.geotiff import RasterInfo, bounded_gdal_cache, open_raster
 from slidemap.io.ground import GroundFrame
+from slidemap.io.outputs import holding
+from slidemap.io.resources import check_allocation
 from slidemap.io.vector import write_polygons
 
 log = logging.getLogger(__name__)
@@ -107,6 +121,12 @@ PROBABILITY_LAYER = RasterLayer("float32", PROBABILITY_NODATA, "landslide probab
                                 Resampling.average)
 MASK_LAYER = RasterLayer("uint8", MASK_NODATA, "landslide mask: " + ", ".join(
     f"{c.value} {c.name}" for c in MASK_CLASSES), Resampling.mode, MASK_CLASSES)
+#: The members' standard deviation (test-time augmentation or an ensemble); overviews average it.
+UNCERTAINTY_LAYER = RasterLayer("float32", PROBABILITY_NODATA,
+                                "standard deviation of the members' landslide probabilities",
+                                Resampling.average)
+#: Written only with test-time augmentation or an ensemble (not in :data:`OUTPUT_NAMES`).
+UNCERTAINTY_NAME = "uncertainty.tif"
 OUTPUT_NAMES = {
     "probability": "probability.tif",
     "mask": "mask.tif",
@@ -142,6 +162,7 @@ class MappingOptions:
         scheduler: address of an existing Dask scheduler (overrides ``workers``).
         dask_processes: local Dask workers are processes (``False``: threads, for tests).
         accept_radiometry: map a scene the radiometry check finds implausible (with warnings).
+        scheduler_timeout_s: seconds to wait for ``scheduler`` before giving up.
     """
 
     window: int = DEFAULT_WINDOW_PX
@@ -152,47 +173,89 @@ class MappingOptions:
     scheduler: str | None = None
     dask_processes: bool = True
     accept_radiometry: bool = False
+    scheduler_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.threshold is not None:
             check_threshold(self.threshold)
+        if not (math.isfinite(self.scheduler_timeout_s) and self.scheduler_timeout_s > 0):
+            raise ConfigError(f"scheduler timeout must be a positive number of seconds, got "
+                              f"{self.scheduler_timeout_s}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
 
 
+#: bytes per pixel of the strips the three passes hold (sums, weights, probability, ids,
+#: ground areas, status, masks, elevation, for up to two windows of rows): an upper bound.
+STRIP_BYTES_PER_PIXEL = 64
+
+
+def check_strip_memory(info: RasterInfo, plan: WindowPlan) -> None:
+    """Refuse a scene whose strips (two windows of rows of the full width) exceed the
+    memory budget: its header alone declares the width (:mod:`slidemap.io.resources`)."""
+    rows = 2 * max(plan.window, 64)
+    check_allocation(float(info.width) * rows * STRIP_BYTES_PER_PIXEL,
+                     f"mapping a raster {info.width} px wide ({rows}-row strips)", info.path)
+
+
+def validate_scene(predictor: Predictor, scene: SceneSpec, options: MappingOptions) -> None:
+    """Every check of a scene that needs no mapping: image, DEM and cloud mask readable,
+    georeferenced and overlapping, bands mapped to the engine's band set, strips within
+    memory."""
+    with SceneReader(scene, predictor.pipeline.band_set) as reader:
+        plan = WindowPlan.create(reader.height, reader.width, options.window, options.overlap,
+                                 predictor.size_multiple)
+        check_strip_memory(reader.info, plan)
+
+
 def predict_probability(
-    engine_source: EngineSource, scene: SceneSpec, out: Path, options: MappingOptions
+    source: PredictorSource, scene: SceneSpec, out: Path, options: MappingOptions,
+    uncertainty_out: Path | None = None,
 ) -> tuple[WindowPlan, RasterInfo]:
-    """Pass 1: write ``out`` (float32 probability GeoTIFF, NaN = nodata) and return the plan."""
-    engine = resolve_engine(engine_source)
-    if engine.pipeline.elevation == "relative":
+    """Pass 1: write ``out`` (float32 probability GeoTIFF, NaN = nodata) and, when the
+    predictor has several members and ``uncertainty_out`` is given, their standard
+    deviation there; return the plan."""
+    predictor = resolve_predictor(source)
+    with_uncertainty = uncertainty_out is not None and predictor.has_uncertainty
+    if predictor.pipeline.elevation == "relative":
         log.warning(
             "the checkpoint uses relative elevation (median removed per array): per-window "
             "medians make scene predictions depend slightly on the window size"
         )
-    with SceneReader(scene, engine.pipeline.band_set) as reader:
-        _warn_pixel_size(engine, reader.info)
+    with SceneReader(scene, predictor.pipeline.band_set) as reader:
+        _warn_pixel_size(predictor, reader.info)
         plan = WindowPlan.create(
-            reader.height, reader.width, options.window, options.overlap, engine.size_multiple
+            reader.height, reader.width, options.window, options.overlap, predictor.size_multiple
         )
+        check_strip_memory(reader.info, plan)
         results: Iterable[WindowResult]
         if options.workers > 0 or options.scheduler:
             from slidemap.inference.dask_tiles import iter_windows_dask
 
             results = iter_windows_dask(
-                engine_source, scene, plan, workers=options.workers, scheduler=options.scheduler,
-                processes=options.dask_processes,
+                for_workers(source, predictor), scene, plan, workers=options.workers,
+                scheduler=options.scheduler, processes=options.dask_processes,
+                scheduler_timeout_s=options.scheduler_timeout_s,
             )
         else:
-            results = iter_windows_local(engine, reader, plan)
-        with CogWriter(out, reader.info, PROBABILITY_LAYER) as writer:
-            blend_windows(plan, progress(results, len(plan), "windows"), writer.write)
+            results = iter_windows_local(predictor, reader, plan)
+        with contextlib.ExitStack() as stack:
+            writer = stack.enter_context(CogWriter(out, reader.info, PROBABILITY_LAYER))
+            spread = (stack.enter_context(CogWriter(uncertainty_out, reader.info, UNCERTAINTY_LAYER))
+                      if with_uncertainty and uncertainty_out is not None else None)
+
+            def write(rows: BlendedRows) -> None:
+                writer.write(rows.probability, rows.first)
+                if spread is not None and rows.uncertainty is not None:
+                    spread.write(rows.uncertainty, rows.first)
+
+            blend_windows(plan, progress(results, len(plan), "windows"), write, with_uncertainty)
         return plan, reader.info
 
 
-def _warn_pixel_size(engine: Engine, info: RasterInfo) -> None:
+def _warn_pixel_size(predictor: Predictor, info: RasterInfo) -> None:
     size = float(np.mean(info.pixel_size_m))
-    trained = engine.pipeline.pixel_size_m
+    trained = predictor.pipeline.pixel_size_m
     if abs(size - trained) > 0.01 * trained:
         log.warning(
             "%s has %.2f m pixels but the model was trained at %.2f m; resample the scene for "
@@ -206,10 +269,14 @@ def _strips(height: int, rows: int) -> Iterator[tuple[int, int]]:
 
 
 def find_objects(
-    probability_path: Path, threshold: float, config: PostprocessConfig, pixel_area_m2: float,
-    strip_rows: int,
+    probability_path: Path, threshold: float, config: PostprocessConfig,
+    pixel_area_m2: float | Callable[[float, float], float], strip_rows: int,
 ) -> list[Any]:
-    """Pass 2: polygons (pixel coordinates) of the cleaned mask, read strip by strip."""
+    """Pass 2: polygons (pixel coordinates) of the cleaned mask, read strip by strip.
+
+    ``pixel_area_m2`` is a pixel's ground area, or ``(row, col) -> m²`` where it varies
+    (:meth:`slidemap.io.ground.GroundAreas.pixel_area_m2`): the area thresholds are in m².
+    """
     context = config.context_px
     pieces = []
     cuts: list[int] = []
@@ -262,21 +329,28 @@ class AreaTally:
 def burn_mask(
     probability_path: Path, polygons: list[Any], out: Path, info: RasterInfo,
     reader: SceneReader, strip_rows: int, jacobians: np.ndarray,
+    uncertainty_path: Path | None = None,
 ) -> tuple[ZonalStats, AreaTally, TerrainStats | None]:
     """Pass 3: write ``out`` (uint8: 1 landslide, 0 background, 2 not assessable, 255 no
-    data) and return per-polygon statistics (probability; terrain when the scene has
-    elevation, ``jacobians`` being each polygon's pixel-to-ground Jacobian) and the areas
-    by status."""
-    stats = ZonalStats(len(polygons))
+    data) and return per-polygon statistics (probability, and the uncertainty of
+    ``uncertainty_path`` when given; terrain when the scene has elevation, ``jacobians``
+    being each polygon's pixel-to-ground Jacobian) and the areas by status; ``area_m2`` of
+    each polygon is the ground area of its pixels."""
+    stats = ZonalStats(len(polygons), ground_areas=True, uncertainty=uncertainty_path is not None)
     areas = AreaTally()
     terrain = TerrainStats(jacobians) if reader.has_elevation else None
     tree = STRtree(polygons) if polygons else None
-    with open_raster(probability_path) as src, CogWriter(out, info, MASK_LAYER) as writer:
+    with contextlib.ExitStack() as stack:
+        src = stack.enter_context(open_raster(probability_path))
+        spread = None if uncertainty_path is None else stack.enter_context(open_raster(uncertainty_path))
+        writer = stack.enter_context(CogWriter(out, info, MASK_LAYER))
         for start, rows in _strips(src.height, strip_rows):
             window = Window(0, start, src.width, rows)
             probability = src.read(1, window=window)
             ids = rasterize_ids(polygons, start, rows, src.width, tree)
-            stats.add(ids, probability)
+            stats.add(ids, probability,
+                      info.ground_areas.label_areas_m2(ids, len(polygons), start) if ids.any() else None,
+                      None if spread is None else spread.read(1, window=window))
             status = reader.status(window)
             status[(status == STATUS_ASSESSABLE) & ~np.isfinite(probability)] = STATUS_OUTSIDE
             areas.add(status, info, start)
@@ -291,23 +365,32 @@ def burn_mask(
 
 
 def predict_scene(
-    engine_source: EngineSource,
+    source: PredictorSource,
     scene: SceneSpec,
     out_dir: str | Path,
     options: MappingOptions | None = None,
     *,
     checkpoint: str | Path | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Map one GeoTIFF scene into ``out_dir``.
 
     Args:
-        engine_source: an :class:`~slidemap.inference.engine.Engine` or an
-            :class:`~slidemap.inference.engine.EngineSpec` (needed for Dask with processes).
+        source: a :class:`~slidemap.inference.predictor.Predictor` or an engine, or their
+            picklable specs (:class:`~slidemap.inference.predictor.PredictorSpec`,
+            :class:`~slidemap.inference.engine.EngineSpec`; needed for Dask with processes).
         scene: the image (and DEM, band mapping).
         out_dir: folder for ``probability.tif``, ``mask.tif``, ``landslides.gpkg``,
-            ``landslides.geojson`` and ``summary.json``.
+            ``landslides.geojson`` and ``summary.json``; with test-time augmentation or an
+            ensemble also ``uncertainty.tif`` (an ``uncertainty.tif`` of an earlier run is
+            removed otherwise, so it never sits next to a map it does not belong to).
         options: windows, threshold, post-processing, Dask.
-        checkpoint: recorded in the summary.
+        checkpoint: recorded in the summary (default: the predictor's own files).
+        overwrite: replace slidemap's own earlier outputs in ``out_dir`` (a calling command's
+            output folder decides instead when it holds ``out_dir``).
+
+    The outputs are a set (:mod:`slidemap.io.outputs`): written under temporary names and
+    renamed together at the end; none replaces an input or a file slidemap did not write.
 
     Returns:
         The summary written to ``summary.json``: ``count``, ``total_area_m2``,
@@ -315,35 +398,63 @@ def predict_scene(
         ``seconds`` and more.
 
     Raises:
-        InputError, CheckpointError, ConfigError: naming the file at fault.
+        InputError, CheckpointError, ConfigError, OutputError: naming the file at fault.
     """
     options = options or MappingOptions()
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = {key: out_dir / name for key, name in OUTPUT_NAMES.items()}
-    engine = resolve_engine(engine_source)
-    threshold = engine.threshold if options.threshold is None else float(options.threshold)
+    predictor = resolve_predictor(source)
+    uncertainty_path = out_dir / UNCERTAINTY_NAME
+    stale = out_dir / UNCERTAINTY_NAME if not predictor.has_uncertainty else None
+    inputs = [scene.image, scene.dem, scene.cloud_mask, checkpoint,
+              *(path for path in predictor.sources if path is not None)]
+    with holding(out_dir, "predict", inputs, overwrite) as folder:
+        # an uncertainty.tif of an earlier run is ours to replace (or remove) like the others
+        folder.claim([*paths.values(), uncertainty_path])
+        with folder.output_set():
+            summary = _map_scene(predictor, source, scene, paths,
+                                 uncertainty_path if predictor.has_uncertainty else None,
+                                 options, checkpoint)
+        if stale is not None and stale.is_file():  # never beside a map it does not belong to
+            log.info("removing %s of an earlier run", stale)
+            stale.unlink()
+            Path(f"{stale}{PAM_SUFFIX}").unlink(missing_ok=True)
+    coverage = summary["dem_coverage_fraction"]
+    if coverage is not None and coverage < 1.0:
+        log.warning("%s: the DEM covers %.1f %% of the imaged area; the rest (%.0f m²) is not assessable "
+                    "(2 in mask.tif)", scene.image, 100 * coverage, summary["not_assessable_m2"]["no_elevation"])
+    return summary
+
+
+def _map_scene(predictor: Predictor, source: PredictorSource, scene: SceneSpec,
+               paths: dict[str, Path], uncertainty_path: Path | None, options: MappingOptions,
+               checkpoint: str | Path | None) -> dict[str, Any]:
+    """The three passes and the summary of :func:`predict_scene`, inside its output set."""
+    threshold = predictor.threshold if options.threshold is None else float(options.threshold)
     started = time.perf_counter()
 
     with bounded_gdal_cache():
-        with SceneReader(scene, engine.pipeline.band_set) as reader:
-            radiometry = check_radiometry(reader, engine.stats, accept=options.accept_radiometry)
+        with SceneReader(scene, predictor.pipeline.band_set) as reader:
+            radiometry = check_radiometry(reader, predictor.stats, accept=options.accept_radiometry)
             _warn_dem_coverage(reader, radiometry)
-        plan, info = predict_probability(engine_source, scene, paths["probability"], options)
+        plan, info = predict_probability(for_workers(source, predictor), scene, paths["probability"],
+                                         options, uncertainty_path)
+        probability = current_path(paths["probability"])  # staged until the set is whole
+        spread = None if uncertainty_path is None else current_path(uncertainty_path)
         seconds_model = time.perf_counter() - started
         strip_rows = max(plan.window, 64)
-        polygons = find_objects(paths["probability"], threshold, options.postprocess,
-                                info.pixel_area_m2, strip_rows)
+        polygons = find_objects(probability, threshold, options.postprocess,
+                                info.ground_areas.pixel_area_m2, strip_rows)
         frame = GroundFrame(info.crs)
         jacobians = polygon_jacobians(polygons, info.transform, frame)
-        with SceneReader(scene, engine.pipeline.band_set) as reader:
-            stats, areas, terrain = burn_mask(paths["probability"], polygons, paths["mask"], info,
-                                              reader, strip_rows, jacobians)
+        with SceneReader(scene, predictor.pipeline.band_set) as reader:
+            stats, areas, terrain = burn_mask(probability, polygons, paths["mask"], info,
+                                              reader, strip_rows, jacobians, spread)
             band_mapping = reader.band_mapping()
     geometries = to_map_coordinates(polygons, info.transform)
     shape = shape_columns(geometries, frame)
     attributes = {
-        **landslide_attributes(polygons, stats, info.pixel_area_m2),
+        **landslide_attributes(polygons, stats),
         **shape,
         **(terrain.columns(shape["length_m"]) if terrain is not None
            else no_terrain_columns(len(polygons))),
@@ -355,9 +466,10 @@ def predict_scene(
         "count": len(polygons),
         "total_area_m2": float(attributes["area_m2"].sum()),
         "threshold": threshold,
-        "model": engine.model_name,
-        **Predictor(engine, engine_source.kind if isinstance(engine_source, EngineSpec) else None).record(),
-        "checkpoint": None if checkpoint is None else str(checkpoint),
+        "threshold_rule": predictor.threshold_rule(options.threshold),
+        "model": predictor.model_name,
+        **predictor.record(),
+        **({} if checkpoint is None else {"checkpoint": str(checkpoint)}),
         **areas.summary(scene.dem is not None),
         "inputs": {"image": str(scene.image), "dem": None if scene.dem is None else str(scene.dem),
                    "cloud_mask": None if scene.cloud_mask is None else str(scene.cloud_mask),
@@ -367,20 +479,18 @@ def predict_scene(
         "transform": list(info.transform)[:6],
         "size_px": [info.height, info.width],
         "pixel_size_m": list(info.pixel_size_m),
+        "pixel_area_m2": info.pixel_area_m2,
         "window": {"window_px": plan.window, "overlap_px": plan.overlap, "margin_px": plan.margin,
                    "align_px": plan.align, "n_windows": len(plan)},
         "postprocess": asdict(options.postprocess),
         "dask": {"workers": options.workers, "scheduler": options.scheduler},
-        "outputs": {key: path.name for key, path in paths.items()},
+        "outputs": {key: path.name for key, path in paths.items()}
+                   | ({} if uncertainty_path is None else {"uncertainty": uncertainty_path.name}),
         "seconds": {"probability": round(seconds_model, 3),
                     "total": round(time.perf_counter() - started, 3)},
         "megapixels_per_second": round(info.width * info.height / 1e6 / max(seconds_model, 1e-9), 4),
     }
-    write_text_atomic(paths["summary"], json.dumps(summary, indent=2) + "\n")
-    coverage = summary["dem_coverage_fraction"]
-    if coverage is not None and coverage < 1.0:
-        log.warning("%s: the DEM covers %.1f %% of the imaged area; the rest (%.0f m²) is not assessable "
-                    "(2 in mask.tif)", scene.image, 100 * coverage, summary["not_assessable_m2"]["no_elevation"])
+    write_json_atomic(paths["summary"], summary)
     return summary
 
 

@@ -33,6 +33,13 @@ import numpy as np
 from slidemap.errors import CheckpointError, ConfigError
 from slidemap.inference.engine import EngineSpec, TorchEngine, engine_metadata, register_engine
 from slidemap.io.atomic import write_bytes_atomic
+from slidemap.io.checkpoint import (
+    STORED_VALUE_CHECKS,
+    check_stored_values,
+    model_file_kind,
+    stored_part,
+)
+from slidemap.io.resources import array_bytes, check_allocation
 
 METADATA_KEY = "slidemap"
 OPSET = 17
@@ -232,6 +239,60 @@ def _quantized(engine: Any, model_bytes: bytes, calibration: str | Path | None, 
     return quantize_int8(model_bytes, inputs, provenance)
 
 
+#: the checks of a checkpoint's values, with the model named by a string.
+ONNX_VALUE_CHECKS = {**STORED_VALUE_CHECKS,
+                     "model": (lambda v: isinstance(v, str) and bool(v), "a model name")}
+#: keys the ``slidemap`` metadata of an exported model must hold.
+METADATA_KEYS: tuple[str, ...] = ("pipeline", "normalization", "threshold", "model", "size_multiple")
+
+
+def check_onnx_model(model: bytes, source: str | Path | None) -> None:
+    """Before onnxruntime allocates anything: the bytes parse as ONNX, hold no reference to
+    external data files, and declare weights within the memory budget.
+
+    Raises:
+        CheckpointError: not ONNX, or external data. ResourceError: too large.
+    """
+    import onnx
+
+    try:
+        proto = onnx.load_model_from_string(model)
+    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others
+        first = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise CheckpointError(f"neither a slidemap checkpoint nor a readable ONNX model ({first})",
+                              source) from None
+    declared = 0
+    for tensor in proto.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            raise CheckpointError(
+                f"ONNX weight {tensor.name!r} refers to an external data file; slidemap reads only "
+                "self-contained models (export them with 'slidemap export')", source)
+        try:
+            itemsize = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+        except (KeyError, TypeError, ValueError):
+            itemsize = 8
+        declared += array_bytes(tuple(tensor.dims), itemsize)
+    check_allocation(declared, "the ONNX model's weights", source)
+
+
+def onnx_metadata(custom: dict[str, str], source: str | Path | None) -> dict[str, Any]:
+    """The checked ``slidemap`` metadata of an ONNX model (pipeline, statistics, threshold...)."""
+    raw = custom.get(METADATA_KEY)
+    if raw is None:
+        raise CheckpointError(f"ONNX model has no '{METADATA_KEY}' metadata; export it with 'slidemap export'", source)
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        raise CheckpointError(f"the '{METADATA_KEY}' metadata of the ONNX model is not JSON", source) from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"the '{METADATA_KEY}' metadata is a {type(meta).__name__}, not a mapping", source)
+    missing = [key for key in METADATA_KEYS if key not in meta]
+    if missing:
+        raise CheckpointError(f"the '{METADATA_KEY}' metadata lacks {', '.join(missing)}", source)
+    check_stored_values(meta, source, METADATA_KEY, ONNX_VALUE_CHECKS)
+    return meta
+
+
 class OnnxEngine:
     """An ONNX model run by onnxruntime on the CPU; same interface as :class:`TorchEngine`.
 
@@ -252,19 +313,30 @@ class OnnxEngine:
         from slidemap.data.normalization import ChannelStats
         from slidemap.features import InputPipeline
 
+        check_onnx_model(model, source)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         # as many threads as torch uses (all cores by default; one in a Dask worker), so the
         # two runtimes share one setting and workers do not oversubscribe the machine
         options.intra_op_num_threads = torch.get_num_threads()
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-        raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
-        if raw is None:
-            raise CheckpointError(f"ONNX model has no '{METADATA_KEY}' metadata; export it with 'slidemap export'", source)
-        meta = json.loads(raw)
+        try:
+            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types on junk
+            first = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise CheckpointError(f"neither a slidemap checkpoint nor a readable ONNX model ({first})",
+                                  source) from None
+        meta = onnx_metadata(self.session.get_modelmeta().custom_metadata_map, source)
         self.meta: dict[str, Any] = meta
-        self.pipeline = InputPipeline.from_dict(meta["pipeline"])
-        self.stats = ChannelStats.from_dict(meta["normalization"])
+        self.pipeline = stored_part(lambda: InputPipeline.from_dict(meta["pipeline"]), "pipeline",
+                                    source, METADATA_KEY)
+        self.stats = stored_part(lambda: ChannelStats.from_dict(meta["normalization"]),
+                                 "normalization", source, METADATA_KEY)
+        channels = self.session.get_inputs()[0].shape[1] if self.session.get_inputs() else None
+        if len(self.stats.names) != self.pipeline.in_channels or (
+                isinstance(channels, int) and channels != self.pipeline.in_channels):
+            raise CheckpointError(
+                f"the '{METADATA_KEY}' metadata describes {self.pipeline.in_channels} input channels, "
+                f"its statistics {len(self.stats.names)} and the graph {channels}", source)
         self.threshold = float(meta["threshold"])
         self.model_name = str(meta["model"])
         self.size_multiple = int(meta["size_multiple"])
@@ -274,12 +346,14 @@ class OnnxEngine:
 
     @classmethod
     def from_file(cls, path: str | Path) -> OnnxEngine:
-        """Load an exported ``.onnx`` file; a ``.ckpt`` is exported in memory first."""
+        """Load an exported ONNX model; a checkpoint (told by its content, whatever its name)
+        is exported in memory first."""
         path = Path(path)
-        if path.suffix == ".ckpt":
+        if model_file_kind(path) == "checkpoint":
             engine = TorchEngine.from_checkpoint(path)
             return cls(export_bytes(engine, source=path), path)
         try:
+            check_allocation(path.stat().st_size, "reading the ONNX model", path)
             data = path.read_bytes()
         except OSError as exc:
             raise CheckpointError(f"cannot read ONNX model ({exc.strerror})", path) from None

@@ -36,6 +36,7 @@ from slidemap.data.l4s import (
 from slidemap.errors import InputError
 from slidemap.inference.postprocess import PostprocessConfig, clean_mask
 from slidemap.inference.predictor import Predictor
+from slidemap.io.outputs import holding
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,11 @@ def patch_refs(inputs: Sequence[str | Path], split: str | None = None) -> list[P
             raise InputError(f"patch id {ref.id!r} is also given by {seen[ref.id]}; outputs would clash", ref.image)
         seen[ref.id] = ref.image
     return refs
+
+
+def output_names(refs: Sequence[PatchRef]) -> list[str]:
+    """``mask_<id>.h5`` and ``prob_<id>.h5`` of every patch, in order."""
+    return [name for ref in refs for name in (mask_file_name(ref.id), f"{PROB_PREFIX}{ref.id}{SUFFIX}")]
 
 
 def _batches(refs: Sequence[PatchRef], size: int) -> Iterator[Sequence[PatchRef]]:
@@ -145,8 +151,13 @@ def predict_patches(
     threshold: float | None = None,
     postprocess: PostprocessConfig | None = None,
     batch_size: int = 8,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Predict every patch of ``refs`` into ``out_dir`` (:func:`patch_outputs`).
+
+    The outputs are one set (:mod:`slidemap.io.outputs`): every file appears at the end or
+    none does; none replaces an input (a ``mask_<id>.h5`` ground truth in the same folder)
+    or a file slidemap did not write; earlier outputs are replaced only with ``overwrite``.
 
     Args:
         predictor: the model (patches must hold its pipeline's band set).
@@ -158,11 +169,12 @@ def predict_patches(
         batch_size: patches per forward pass.
 
     Returns:
-        A summary: ``count`` (patches), ``landslide_pixels``, ``threshold``, ``model``,
-        ``engine``, ``tta``, ``postprocess``, ``seconds``, ``outputs`` (the folder).
+        A summary: ``count`` (patches), ``landslide_pixels``, ``threshold``,
+        ``threshold_rule``, ``model``, ``engine``, ``tta``, ``checkpoint``, ``ensemble_size``,
+        ``postprocess``, ``seconds``, ``outputs`` (the folder).
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    given = threshold
     threshold = predictor.threshold if threshold is None else float(threshold)
     n_bands = len(predictor.pipeline.source_band_set)  # patch files hold every band of the set
     started = time.perf_counter()
@@ -171,16 +183,20 @@ def predict_patches(
     for ref in refs:
         read_image(ref.image, n_bands)
     landslide_pixels = 0
-    for output in patch_outputs(predictor, refs, threshold=threshold, postprocess=postprocess,
-                                batch_size=batch_size):
-        landslide_pixels += int(output.mask.sum())
-        write_h5(out_dir / mask_file_name(output.ref.id), MASK_KEY, output.mask, compress=True)
-        write_h5(out_dir / f"{PROB_PREFIX}{output.ref.id}{SUFFIX}", PROB_KEY, output.probability,
-                 compress=True)
+    inputs = [path for ref in refs for path in (ref.image, ref.mask)]
+    with holding(out_dir, "predict", inputs, overwrite) as folder, folder.output_set():
+        folder.claim(output_names(refs))
+        for output in patch_outputs(predictor, refs, threshold=threshold, postprocess=postprocess,
+                                    batch_size=batch_size):
+            landslide_pixels += int(output.mask.sum())
+            mask_name, prob_name = output_names([output.ref])
+            write_h5(out_dir / mask_name, MASK_KEY, output.mask, compress=True)
+            write_h5(out_dir / prob_name, PROB_KEY, output.probability, compress=True)
     return {
         "count": len(refs),
         "landslide_pixels": landslide_pixels,
         "threshold": threshold,
+        "threshold_rule": predictor.threshold_rule(given),
         "model": predictor.model_name,
         **predictor.record(),
         "postprocess": None if postprocess is None else asdict(postprocess),

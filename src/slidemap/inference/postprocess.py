@@ -19,7 +19,7 @@ Defaults suit 10 m Sentinel-2 pixels: radius 1 px (a 3×3 cross), minimum object
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,22 +90,30 @@ def threshold_mask(probability: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def filter_objects(
-    polygons: Sequence[shapely.Polygon], config: PostprocessConfig, pixel_area_m2: float
+    polygons: Sequence[shapely.Polygon], config: PostprocessConfig,
+    pixel_area_m2: float | Callable[[float, float], float],
 ) -> list[shapely.Polygon]:
     """Fill small holes, then drop small objects.
 
     Args:
         polygons: one polygon per connected component, in pixel coordinates (1 px² = 1 pixel).
         config: thresholds in m².
-        pixel_area_m2: area of one pixel, m².
+        pixel_area_m2: area of one pixel, m², or ``(row, col) -> m²`` for grids whose pixel
+            area varies (:meth:`slidemap.io.ground.GroundAreas.pixel_area_m2`), taken at each
+            polygon's centroid.
 
     Returns:
         The kept polygons, holes below ``max_hole_area_m2`` removed.
     """
-    max_hole_px = config.max_hole_area_m2 / pixel_area_m2
-    min_area_px = config.min_area_m2 / pixel_area_m2
     kept: list[shapely.Polygon] = []
     for polygon in polygons:
+        if callable(pixel_area_m2):
+            centre = polygon.centroid
+            local_area = pixel_area_m2(centre.y, centre.x)
+        else:
+            local_area = pixel_area_m2
+        max_hole_px = config.max_hole_area_m2 / local_area
+        min_area_px = config.min_area_m2 / local_area
         holes = [ring for ring in polygon.interiors if shapely.Polygon(ring).area >= max_hole_px]
         if len(holes) != len(polygon.interiors):
             polygon = shapely.Polygon(polygon.exterior, holes)

@@ -26,6 +26,13 @@ the pipeline's halo (``InputPipeline.halo_px``).
 Memory is bounded by the window and one strip of rows: the accumulator holds ``window``
 rows of the scene width; rows are written to the output as soon as no later window touches
 them.
+
+**Uncertainty.** With test-time augmentation or an ensemble each window also gives the
+standard deviation of its members' probabilities, blended with the same weights
+(``Σ w·s / Σ w``). Where one window has all the weight (every pixel but the blending ramps
+of width ``overlap − 2·margin``) that is exactly the members' standard deviation; in the
+ramps it is the weighted mean of the overlapping windows' deviations (the exact deviation
+of blended members would need one accumulator per member).
 """
 
 from __future__ import annotations
@@ -39,8 +46,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from slidemap.errors import ConfigError
-from slidemap.inference.engine import Engine
-from slidemap.inference.predictor import Predictor, as_predictor
+from slidemap.inference.predictor import Predictor, PredictorSource, resolve_predictor
 from slidemap.inference.scene import SceneReader
 
 log = logging.getLogger(__name__)
@@ -162,11 +168,14 @@ def blend_weights(plan: WindowPlan) -> np.ndarray:
 @dataclass
 class WindowResult:
     """A window's prediction: ``probability`` and ``valid`` are ``(window, window)``; pixels
-    outside the scene or on nodata are invalid (their probability is not used)."""
+    outside the scene or on nodata are invalid (their probability is not used).
+    ``uncertainty`` (same shape) is the members' standard deviation, or ``None`` with a
+    single member."""
 
     window: Window
     probability: np.ndarray
     valid: np.ndarray
+    uncertainty: np.ndarray | None = None
 
 
 def clip_to_scene(window: Window, height: int, width: int) -> Window:
@@ -178,7 +187,7 @@ def clip_to_scene(window: Window, height: int, width: int) -> Window:
 
 
 def predict_window(
-    source: Engine | Predictor, reader: SceneReader, window: Window
+    source: PredictorSource, reader: SceneReader, window: Window
 ) -> WindowResult:
     """Predict one full-size window (it may extend beyond the scene) with ``source`` (an
     engine is run through a :class:`~slidemap.inference.predictor.Predictor`).
@@ -187,10 +196,10 @@ def predict_window(
     normalised, cropped and placed in a zero (= training mean) canvas; nodata pixels are
     zero too, so a window's input never depends on where it was cut.
     """
-    predictor = as_predictor(source)
+    predictor = resolve_predictor(source)
     size_h, size_w = int(window.height), int(window.width)
     inner = clip_to_scene(window, reader.height, reader.width)
-    canvas = np.zeros((predictor.pipeline.in_channels, size_h, size_w), dtype=np.float32)
+    canvas = np.zeros((predictor.input_channels, size_h, size_w), dtype=np.float32)
     valid = np.zeros((size_h, size_w), dtype=bool)
     if inner.height > 0 and inner.width > 0:
         bands, inner_valid, (top, left) = reader.read_with_halo(inner, predictor.pipeline.halo_px)
@@ -203,24 +212,38 @@ def predict_window(
         dst = (slice(dst_r, dst_r + int(inner.height)), slice(dst_c, dst_c + int(inner.width)))
         canvas[(slice(None), *dst)] = model_input[:, rows, cols]
         valid[dst] = inner_valid[rows, cols]
-    return WindowResult(window, predictor.probabilities(canvas[None])[0], valid)
+    prediction = predictor.predict(canvas[None])
+    uncertainty = None if prediction.uncertainty is None else prediction.uncertainty[0]
+    return WindowResult(window, prediction.probability[0], valid, uncertainty)
+
+
+@dataclass
+class BlendedRows:
+    """Finished scene rows: ``probability`` (and ``uncertainty``, when the windows had one)
+    ``(n, width) float32`` with NaN on nodata, from scene row ``first``."""
+
+    first: int
+    probability: np.ndarray
+    uncertainty: np.ndarray | None = None
 
 
 class StripBlender:
-    """Accumulates ``Σ w·p`` and ``Σ w`` over a strip of ``window`` rows of the scene and
-    hands back finished rows; memory ``O(window × width)``.
+    """Accumulates ``Σ w·p`` and ``Σ w`` (and ``Σ w·s`` of the uncertainty, when asked)
+    over a strip of ``window`` rows of the scene and hands back finished rows; memory
+    ``O(window × width)``.
 
     Feed results in :meth:`WindowPlan.windows` order (row by row) via :meth:`add`; call
     :meth:`finish_rows_before` after each grid row and :meth:`finish` at the end.
     """
 
-    def __init__(self, plan: WindowPlan) -> None:
+    def __init__(self, plan: WindowPlan, uncertainty: bool = False) -> None:
         self.plan = plan
         self.weights = blend_weights(plan)
         self.base = 0  # scene row of buffer row 0
         shape = (plan.window + plan.stride, plan.width)
         self.sum_wp = np.zeros(shape, dtype=np.float32)
         self.sum_w = np.zeros(shape, dtype=np.float32)
+        self.sum_ws = np.zeros(shape, dtype=np.float32) if uncertainty else None
         self.valid = np.zeros(shape, dtype=bool)
 
     def add(self, result: WindowResult) -> None:
@@ -239,38 +262,45 @@ class StripBlender:
         self.sum_wp[dst] += weight * result.probability[src]
         self.sum_w[dst] += weight
         self.valid[dst] |= result.valid[src]
+        if self.sum_ws is not None:
+            if result.uncertainty is None:
+                raise ValueError("the blender expects an uncertainty with every window")
+            self.sum_ws[dst] += weight * result.uncertainty[src]
 
-    def finish_rows_before(self, row: int) -> tuple[int, np.ndarray] | None:
-        """Blend and release scene rows ``[base, row)``.
-
-        Returns:
-            ``(first row, probability (n, width) float32 with NaN on nodata)`` or ``None``.
-        """
+    def finish_rows_before(self, row: int) -> BlendedRows | None:
+        """Blend and release scene rows ``[base, row)`` (``None`` when there are none)."""
         row = min(row, self.plan.height)
         n = row - self.base
         if n <= 0:
             return None
+        buffers = [self.sum_wp, self.sum_w, self.valid]
         with np.errstate(invalid="ignore", divide="ignore"):
             probability = self.sum_wp[:n] / self.sum_w[:n]
-        probability[~self.valid[:n]] = np.nan
-        first = self.base
-        for buffer in (self.sum_wp, self.sum_w, self.valid):
+            uncertainty = None if self.sum_ws is None else self.sum_ws[:n] / self.sum_w[:n]
+        for layer in (probability, uncertainty):
+            if layer is not None:
+                layer[~self.valid[:n]] = np.nan
+        if self.sum_ws is not None:
+            buffers.append(self.sum_ws)
+        finished = BlendedRows(self.base, probability, uncertainty)
+        for buffer in buffers:
             buffer[:-n] = buffer[n:].copy()
             buffer[-n:] = 0
         self.base = row
-        return first, probability
+        return finished
 
-    def finish(self) -> tuple[int, np.ndarray] | None:
+    def finish(self) -> BlendedRows | None:
         """Release every remaining row."""
         return self.finish_rows_before(self.plan.height)
 
 
 def blend_windows(
     plan: WindowPlan, results: Iterable[WindowResult],
-    write: Callable[[np.ndarray, int], None],
+    write: Callable[[BlendedRows], None], uncertainty: bool = False,
 ) -> None:
-    """Blend ``results`` (in plan order) and ``write(probability_rows, first_row)`` as rows finish."""
-    blender = StripBlender(plan)
+    """Blend ``results`` (in plan order) and ``write`` the rows as they finish (with the
+    blended uncertainty when ``uncertainty``)."""
+    blender = StripBlender(plan, uncertainty)
     per_row = len(plan.col_starts)
     next_rows = [*plan.row_starts[1:], plan.height]
     for i, result in enumerate(results):
@@ -278,16 +308,16 @@ def blend_windows(
         if (i + 1) % per_row == 0:
             finished = blender.finish_rows_before(next_rows[i // per_row])
             if finished is not None:
-                write(finished[1], finished[0])
+                write(finished)
     finished = blender.finish()
     if finished is not None:
-        write(finished[1], finished[0])
+        write(finished)
 
 
 def iter_windows_local(
-    source: Engine | Predictor, reader: SceneReader, plan: WindowPlan
+    source: PredictorSource, reader: SceneReader, plan: WindowPlan
 ) -> Iterator[WindowResult]:
     """Predict every window of ``plan`` in this process, in order."""
-    predictor = as_predictor(source)
+    predictor: Predictor = resolve_predictor(source)
     for window in plan.windows():
         yield predict_window(predictor, reader, window)

@@ -2,8 +2,8 @@
 
 Polygons are built in **pixel coordinates** (x = column, y = row, 1 unit = 1 pixel), so
 areas in pixels are exact and strips of a scene join seamlessly; :func:`to_map_coordinates`
-moves them to the raster's CRS at the end. Per-polygon probability statistics (mean and max)
-are accumulated strip by strip (:class:`ZonalStats`); shape and terrain attributes are in
+moves them to the raster's CRS at the end. Per-polygon probability statistics (mean and max;
+mean uncertainty when there is one) are accumulated strip by strip (:class:`ZonalStats`); shape and terrain attributes are in
 :mod:`slidemap.inference.attributes`.
 """
 
@@ -89,29 +89,53 @@ def rasterize_ids(
 
 
 class ZonalStats:
-    """Per-polygon probability sums over strips: valid pixel count, Σ probability, max."""
+    """Per-polygon sums over strips: valid pixel count, Σ probability, max probability,
+    Σ ground area of the polygon's pixels (when strips come with their pixel areas) and,
+    when ``uncertainty``, Σ uncertainty."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, ground_areas: bool = False, uncertainty: bool = False) -> None:
+        """``n`` polygons; ``ground_areas``: every strip with polygon pixels comes with the
+        pixels' areas (then :attr:`area_m2` is each polygon's ground area); ``uncertainty``:
+        every strip comes with the members' standard deviation."""
+        self.area_m2 = np.zeros(n + 1, dtype=np.float64)
+        self.has_areas = ground_areas
         self.count = np.zeros(n + 1, dtype=np.int64)
         self.sum_prob = np.zeros(n + 1, dtype=np.float64)
         self.max_prob = np.full(n + 1, -np.inf, dtype=np.float64)
+        self.sum_uncertainty = np.zeros(n + 1, dtype=np.float64) if uncertainty else None
 
-    def add(self, ids: np.ndarray, probability: np.ndarray) -> None:
+    def add(self, ids: np.ndarray, probability: np.ndarray,
+            label_areas_m2: np.ndarray | None = None, uncertainty: np.ndarray | None = None) -> None:
         """Accumulate one strip: ``ids (h, w)`` from :func:`rasterize_ids`, ``probability (h, w)``
-        (NaN = nodata)."""
+        (NaN = nodata), optionally the ground area of each polygon's pixels in the strip,
+        ``(n + 1,)`` m² (:meth:`slidemap.io.ground.GroundAreas.label_areas_m2`: every pixel
+        of the polygon, filled holes included) and, when tracked, ``uncertainty (h, w)``
+        (NaN where the probability is)."""
+        size = self.count.size
+        if label_areas_m2 is not None:
+            self.area_m2 += label_areas_m2
+            self.has_areas = True
         valid = (ids > 0) & np.isfinite(probability)
         labels, values = ids[valid], probability[valid].astype(np.float64)
-        size = self.count.size
         self.count += np.bincount(labels, minlength=size)
         self.sum_prob += np.bincount(labels, weights=values, minlength=size)
         np.maximum.at(self.max_prob, labels, values)
+        if self.sum_uncertainty is not None:
+            if uncertainty is None:
+                raise ValueError("these statistics track the uncertainty: give it with every strip")
+            spread = uncertainty[valid].astype(np.float64)
+            self.sum_uncertainty += np.bincount(labels, weights=spread, minlength=size)
 
     def columns(self) -> dict[str, np.ndarray]:
-        """``mean_prob``, ``max_prob`` per polygon (NaN where undefined)."""
+        """``mean_prob``, ``max_prob`` (and ``mean_uncertainty`` when tracked) per polygon
+        (NaN where undefined)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             mean_prob = self.sum_prob[1:] / self.count[1:]
+            mean_uncertainty = (None if self.sum_uncertainty is None
+                                else self.sum_uncertainty[1:] / self.count[1:])
         max_prob = np.where(np.isfinite(self.max_prob[1:]), self.max_prob[1:], np.nan)
-        return {"mean_prob": mean_prob, "max_prob": max_prob}
+        columns = {"mean_prob": mean_prob, "max_prob": max_prob}
+        return columns if mean_uncertainty is None else {**columns, "mean_uncertainty": mean_uncertainty}
 
 
 def to_map_coordinates(polygons: Sequence[shapely.Polygon], transform: Affine) -> list[shapely.Geometry]:
@@ -126,10 +150,20 @@ def to_map_coordinates(polygons: Sequence[shapely.Polygon], transform: Affine) -
 
 
 def landslide_attributes(
-    polygons: Sequence[shapely.Polygon], stats: ZonalStats, pixel_area_m2: float
+    polygons: Sequence[shapely.Polygon], stats: ZonalStats, pixel_area_m2: float | None = None
 ) -> dict[str, np.ndarray]:
-    """The first attribute columns: ``id``, ``area_m2``, ``mean_prob``, ``max_prob``."""
-    areas = np.asarray([p.area for p in polygons], dtype=np.float64) * pixel_area_m2
+    """The first attribute columns: ``id``, ``area_m2``, ``mean_prob``, ``max_prob`` (and
+    ``mean_uncertainty`` with test-time augmentation or an ensemble).
+
+    ``area_m2`` is the ground area the strips accumulated (:meth:`ZonalStats.add` with pixel
+    areas), else the polygon's pixel count times a constant ``pixel_area_m2``.
+    """
+    if stats.has_areas:
+        areas = stats.area_m2[1:].copy()
+    elif pixel_area_m2 is not None:
+        areas = np.asarray([p.area for p in polygons], dtype=np.float64) * pixel_area_m2
+    else:
+        raise ValueError("no ground areas: give pixel areas to ZonalStats.add or a pixel_area_m2")
     return {
         "id": np.arange(1, len(polygons) + 1, dtype=np.int64),
         "area_m2": areas,

@@ -18,10 +18,8 @@ because a TIFF cannot hold them, and as ``CATEGORY_<value>`` band metadata insid
 from __future__ import annotations
 
 import contextlib
-import os
-import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -33,11 +31,13 @@ from rasterio.enums import Resampling
 from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
-from slidemap.io.atomic import TMP_PREFIX, atomic_path, write_text_atomic
-from slidemap.io.geotiff import BLOCK_PX, RasterInfo, output_profile
+from slidemap.errors import OutputError
+from slidemap.io.atomic import atomic_path, describe_os_error, temporary_path, write_text_atomic
+from slidemap.io.geotiff import BLOCK_PX, RasterInfo, gdal_failures_raised, output_profile
+from slidemap.io.outputs import PAM_SIDECAR
 
 #: Suffix of GDAL's sidecar for what a format cannot store (here: category names).
-PAM_SUFFIX = ".aux.xml"
+PAM_SUFFIX = PAM_SIDECAR
 
 
 @dataclass(frozen=True)
@@ -110,10 +110,9 @@ def category_names_xml(categories: Sequence[Category]) -> str:
 
 
 def _scratch_path(final: Path) -> Path:
-    """A unique scratch name beside ``final`` (cleaned like every slidemap temporary)."""
-    fd, name = tempfile.mkstemp(prefix=f"{TMP_PREFIX}block-", suffix=".tif", dir=final.parent)
-    os.close(fd)
-    return Path(name)
+    """A unique scratch name beside ``final``, carrying this process's id (cleaned like every
+    slidemap temporary once its process is gone)."""
+    return temporary_path(final.with_name(f"scratch-{final.stem}.tif"))
 
 
 class CogWriter:
@@ -140,24 +139,37 @@ class CogWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._scratch = _scratch_path(self.path)
         try:
-            self._dataset = rasterio.open(self._scratch, "w", **self._profile)
-            if self.layer.description:
-                self._dataset.set_band_description(1, self.layer.description)
-            if self.layer.categories:
-                self._dataset.write_colormap(1, {c.value: c.rgba for c in self.layer.categories})
-                self._dataset.update_tags(
-                    1, **{f"CATEGORY_{c.value}": c.name for c in self.layer.categories})
+            with self._failing_as_output():
+                self._dataset = rasterio.open(self._scratch, "w", **self._profile)
+                if self.layer.description:
+                    self._dataset.set_band_description(1, self.layer.description)
+                if self.layer.categories:
+                    self._dataset.write_colormap(1, {c.value: c.rgba for c in self.layer.categories})
+                    self._dataset.update_tags(
+                        1, **{f"CATEGORY_{c.value}": c.name for c in self.layer.categories})
         except BaseException:
             self._discard()
             raise
         return self
+
+    @contextlib.contextmanager
+    def _failing_as_output(self) -> Iterator[None]:
+        """GDAL failures on the scratch (a full disk, even one GDAL only prints while
+        flushing) as one :class:`~slidemap.errors.OutputError` naming the output."""
+        try:
+            with gdal_failures_raised():
+                yield
+        except OSError as exc:
+            raise OutputError(f"cannot write ({describe_os_error(exc, self.path.parent)})",
+                              self.path) from None
 
     def write(self, block: np.ndarray, row_off: int, col_off: int = 0) -> None:
         """Write ``block (h, w)`` with its top-left pixel at ``(row_off, col_off)``."""
         assert self._dataset is not None, "use CogWriter as a context manager"
         height, width = block.shape
         window = Window(col_off, row_off, width, height)
-        self._dataset.write(block.astype(self.layer.dtype, copy=False), 1, window=window)
+        with self._failing_as_output():
+            self._dataset.write(block.astype(self.layer.dtype, copy=False), 1, window=window)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -165,8 +177,9 @@ class CogWriter:
     ) -> None:
         try:
             assert self._dataset is not None
-            self._dataset.close()
             if exc_type is None:
+                with self._failing_as_output():
+                    self._dataset.close()
                 self._publish()
         finally:
             self._discard()
@@ -176,7 +189,7 @@ class CogWriter:
         if self.layer.categories:  # before the raster: a final file never lacks its names
             write_text_atomic(self.path.with_name(self.path.name + PAM_SUFFIX),
                               category_names_xml(self.layer.categories))
-        with atomic_path(self.path) as tmp:
+        with atomic_path(self.path) as tmp, gdal_failures_raised():
             rasterio.shutil.copy(self._scratch, tmp, driver="COG", **cog_options(self.layer))
 
     def _discard(self) -> None:

@@ -13,7 +13,9 @@ Cloud-Optimized GeoTIFFs by :mod:`slidemap.io.cog`.
 from __future__ import annotations
 
 import contextlib
-import math
+import errno
+import functools
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -32,6 +34,8 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 
 from slidemap.errors import InputError
+from slidemap.io.ground import GroundAreas, ground_pixel_size_m
+from slidemap.io.resources import array_bytes, check_allocation
 
 #: Block size of written GeoTIFFs (pixels); must be a multiple of 16.
 BLOCK_PX = 256
@@ -72,28 +76,27 @@ class RasterInfo:
 
     @property
     def pixel_size_m(self) -> tuple[float, float]:
-        """``(x, y)`` pixel size in metres; for a geographic CRS, at the raster's centre."""
-        res_x, res_y = abs(self.transform.a), abs(self.transform.e)
-        if self.crs.is_geographic:
-            centre_lat = (self.transform @ (self.width / 2, self.height / 2))[1]
-            metres_per_degree = 111_320.0
-            return (res_x * metres_per_degree * math.cos(math.radians(centre_lat)),
-                    res_y * metres_per_degree)
-        factor = self.crs.linear_units_factor[1] if self.crs.linear_units_factor else 1.0
-        return res_x * factor, res_y * factor
+        """``(x, y)`` ground distance between neighbouring pixel centres at the raster's
+        centre, m: geodesic on the ellipsoid, so right in degrees, feet, Web Mercator at any
+        latitude and rotated or sheared grids (:func:`slidemap.io.ground.ground_pixel_size_m`)."""
+        return ground_pixel_size_m(self.crs, self.transform, self.width, self.height, self.path)
+
+    @functools.cached_property
+    def ground_areas(self) -> GroundAreas:
+        """Ground area of any pixel of this grid, m² (:class:`slidemap.io.ground.GroundAreas`)."""
+        return GroundAreas(self.crs, self.transform, self.width, self.height, self.path)
 
     @property
     def pixel_area_m2(self) -> float:
-        """Area of one pixel, m²."""
-        size_x, size_y = self.pixel_size_m
-        return size_x * size_y
+        """Ground area of the centre pixel, m² (pixel areas vary over a raster: areas of
+        more than one landslide are measured pixel by pixel, :meth:`area_m2`)."""
+        return self.ground_areas.centre_pixel_area_m2
 
     def area_m2(self, pixels: np.ndarray, row_off: int = 0) -> float:
         """Ground area of the pixels set in ``pixels`` (``(h, w)`` bool, the rows starting
-        at scene row ``row_off``), m². Every area slidemap reports from counted pixels
-        goes through here."""
-        del row_off  # the same area for every row of a projected grid
-        return float(np.count_nonzero(pixels)) * self.pixel_area_m2
+        at scene row ``row_off``, from column 0), m², each pixel measured on the ellipsoid.
+        Every area slidemap reports from counted pixels goes through here."""
+        return self.ground_areas.mask_area_m2(pixels, row_off, 0)
 
     @property
     def bounds(self) -> tuple[float, float, float, float]:
@@ -170,13 +173,17 @@ def dataset_info(ds: DatasetReader, path: str | Path) -> RasterInfo:
         )
     if ds.transform.is_identity:
         raise InputError("raster has no geotransform (pixel → map coordinates)", path)
-    unsupported = sorted({d for d in ds.dtypes if np.dtype(d).kind not in "biuf"})
+    unsupported = sorted({d for d in ds.dtypes if not _is_real_dtype(d)})
     if unsupported:
         raise InputError(
             f"raster has {', '.join(unsupported)} pixels; expected real numbers "
             "(integer or floating-point bands)",
             path,
         )
+    # GDAL decompresses whole blocks: a header may declare one larger than memory
+    rows, cols = max(ds.block_shapes, key=lambda shape: shape[0] * shape[1])
+    itemsize = max(np.dtype(d).itemsize for d in ds.dtypes)
+    check_allocation(array_bytes((rows, cols), itemsize), f"a {rows}×{cols} px block", path)
     return RasterInfo(
         path=path,
         crs=ds.crs,
@@ -190,6 +197,15 @@ def dataset_info(ds: DatasetReader, path: str | Path) -> RasterInfo:
         scales=tuple(float(s) if s else 1.0 for s in ds.scales),
         offsets=tuple(float(o) if o else 0.0 for o in ds.offsets),
     )
+
+
+def _is_real_dtype(name: str) -> bool:
+    """Whether a rasterio dtype name is a real number type (GDAL's complex types, e.g.
+    ``complex_int16``, have no numpy equivalent and are not)."""
+    try:
+        return np.dtype(name).kind in "biuf"
+    except TypeError:
+        return False
 
 
 def check_overlap(image: RasterInfo, dem: RasterInfo) -> None:
@@ -279,3 +295,50 @@ def output_profile(
     if tiled:
         profile.update(blockxsize=block, blockysize=block)
     return profile
+
+
+class _GdalFailures(logging.Handler):
+    """Collects the errors GDAL signals without failing the call (rasterio logs them)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message.startswith(_GDAL_SIGNALLED):
+            self.messages.append(message)
+
+
+#: how rasterio logs an error GDAL signalled through its error handler (``rasterio._env``).
+_GDAL_SIGNALLED = "GDAL signalled an error"
+
+
+@contextlib.contextmanager
+def gdal_failures_raised() -> Iterator[None]:
+    """Raise :class:`OSError` when GDAL signals an error inside the block and returns anyway.
+
+    GDAL's GeoTIFF driver may only *report* a failed write (``_tiffWriteProc: No space
+    left on device`` while flushing its cache on close) and let the call succeed, leaving a
+    truncated file; wrap every call that writes an output in this.
+    """
+    logger = logging.getLogger("rasterio._env")
+    handler = _GdalFailures()
+    level = logger.level
+    logger.addHandler(handler)
+    if not logger.isEnabledFor(logging.INFO):
+        logger.setLevel(logging.INFO)
+    def failure() -> OSError:
+        return OSError(errno.EIO, "GDAL could not write: " + handler.messages[0].split("msg=", 1)[-1])
+
+    try:
+        yield
+    except (RasterioError, OSError):
+        if handler.messages:  # GDAL's own words say more than "Write failed"
+            raise failure() from None
+        raise
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    if handler.messages:
+        raise failure()

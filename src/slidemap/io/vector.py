@@ -10,6 +10,7 @@ they are written to, so ``ogr2ogr`` converts them under that name.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyogrio
 import shapely
+from pyogrio.errors import DataLayerError, DataSourceError
 from rasterio.crs import CRS
 from rasterio.warp import transform_geom
 from shapely.geometry import shape
@@ -71,18 +73,21 @@ def write_polygons(
         else {"dataset_options": {"VERSION": GPKG_VERSION}}
     )
     with atomic_path(path) as tmp:
-        pyogrio.raw.write(
-            tmp,
-            geometry=wkb,
-            field_data=list(fields.values()),
-            fields=list(fields),
-            crs=out_crs,
-            geometry_type="Polygon" if all(g.geom_type == "Polygon" for g in geoms) else "MultiPolygon",
-            driver=driver,
-            encoding="UTF-8",
-            layer=layer,
-            **options,
-        )
+        try:
+            pyogrio.raw.write(
+                tmp,
+                geometry=wkb,
+                field_data=list(fields.values()),
+                fields=list(fields),
+                crs=out_crs,
+                geometry_type="Polygon" if all(g.geom_type == "Polygon" for g in geoms) else "MultiPolygon",
+                driver=driver,
+                encoding="UTF-8",
+                layer=layer,
+                **options,
+            )
+        except (DataSourceError, DataLayerError) as exc:  # a full disk, a read-only folder...
+            raise OSError(errno.EIO, " ".join(str(exc).split()) or type(exc).__name__) from None
     return path
 
 

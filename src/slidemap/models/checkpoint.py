@@ -19,8 +19,15 @@ from torch import nn
 from slidemap.data.normalization import ChannelStats
 from slidemap.errors import CheckpointError, ConfigError
 from slidemap.features import InputPipeline
-from slidemap.io.checkpoint import checkpoint_meta, model_state_dict, read_checkpoint
-from slidemap.models.registry import build_model
+from slidemap.io.checkpoint import (
+    SECTION,
+    check_weights,
+    checkpoint_meta,
+    model_state_dict,
+    read_checkpoint,
+    stored_part,
+)
+from slidemap.models.registry import build_model, check_model_size
 
 
 @dataclass
@@ -72,14 +79,14 @@ def trained_setup(meta: dict[str, Any], path: str | Path) -> TrainedSetup:
     Raises:
         CheckpointError: a pipeline, statistics or model entry that cannot be rebuilt.
     """
-    try:
-        pipeline = InputPipeline.from_dict(meta["pipeline"])
-        stats = ChannelStats.from_dict(meta["normalization"])
-        model = meta["model"]
-        setup = TrainedSetup(str(model["name"]), dict(model.get("options", {})), pipeline, stats,
-                             float(meta["threshold"]))
-    except (ConfigError, KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"cannot rebuild the model from the checkpoint: {exc}", path) from None
+    pipeline = stored_part(lambda: InputPipeline.from_dict(meta["pipeline"]), "pipeline", path)
+    stats = stored_part(lambda: ChannelStats.from_dict(meta["normalization"]), "normalization", path)
+    if len(stats.names) != int(meta["in_channels"]):
+        raise CheckpointError(f"'{SECTION}.normalization' has statistics of {len(stats.names)} "
+                              f"channels but the model takes {meta['in_channels']}", path)
+    model = meta["model"]
+    setup = TrainedSetup(str(model["name"]), dict(model.get("options", {})), pipeline, stats,
+                         float(meta["threshold"]))
     if pipeline.in_channels != int(meta["in_channels"]):
         raise CheckpointError(
             f"pipeline gives {pipeline.in_channels} channels but the model takes {meta['in_channels']}",
@@ -107,13 +114,18 @@ def load_checkpoint(path: str | Path) -> LoadedModel:
     checkpoint = read_checkpoint(path)
     meta = checkpoint_meta(checkpoint, path)
     setup = trained_setup(meta, path)
+    in_channels = int(meta["in_channels"])
+    try:  # options declaring a model beyond the memory budget are refused before building
+        check_model_size(setup.model_name, in_channels, setup.model_options, path)
+        model = build_model(setup.model_name, in_channels, **setup.model_options)
+    except (ConfigError, TypeError, ValueError) as exc:
+        problem = exc.problem if isinstance(exc, ConfigError) else str(exc)
+        raise CheckpointError(f"cannot rebuild the model from the checkpoint: {problem}", path) from None
+    weights = model_state_dict(checkpoint["state_dict"])
+    check_weights(weights, path)
     try:
-        model = build_model(setup.model_name, int(meta["in_channels"]), **setup.model_options)
-    except (ConfigError, TypeError) as exc:
-        raise CheckpointError(f"cannot rebuild the model from the checkpoint: {exc}", path) from None
-    try:
-        model.load_state_dict(model_state_dict(checkpoint["state_dict"]), strict=True)
-    except RuntimeError as exc:
+        model.load_state_dict(weights, strict=True)
+    except (RuntimeError, TypeError, AttributeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"weights do not fit the recorded architecture: {first}", path) from None
     model.eval()

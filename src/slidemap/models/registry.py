@@ -123,3 +123,36 @@ def build_model(name: str, in_channels: int, **options: Any) -> nn.Module:
     # plain data (tuples as lists) so checkpoints and YAML configs store it safely
     model.model_options = {k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()}
     return model
+
+
+#: bytes per parameter a loaded model takes (float32 weights, plus room for a copy).
+BYTES_PER_PARAMETER = 8
+
+
+def declared_parameters(name: str, in_channels: int, **options: Any) -> int:
+    """Parameters ``build_model(name, in_channels, **options)`` would allocate, counted on
+    torch's ``meta`` device (shapes only: nothing is allocated, however absurd the options).
+
+    Raises:
+        ConfigError: as :func:`build_model`.
+    """
+    import torch
+
+    with torch.device("meta"):
+        model = build_model(name, in_channels, **options)
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_model_size(name: str, in_channels: int, options: dict[str, Any], source: Any = None) -> int:
+    """Refuse options that declare a model larger than the memory budget, before building it
+    (a hand-edited ``base_channels: 100000`` in a checkpoint or a config); returns the
+    parameter count.
+
+    Raises:
+        ConfigError: bad options. ResourceError: too large, naming ``source``.
+    """
+    from slidemap.io.resources import check_allocation
+
+    count = declared_parameters(name, in_channels, **options)
+    check_allocation(count * BYTES_PER_PARAMETER, f"model {name!r} with {count:,} parameters", source)
+    return count

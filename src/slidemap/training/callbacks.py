@@ -58,6 +58,13 @@ class EpochHistory(L.Callback):
         self.path = Path(path)
         self.rows: list[dict[str, float]] = []
 
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A run without validation closes its epoch here, before the checkpoint callbacks
+        # (Lightning runs them last) save this callback's rows.
+        if not getattr(pl_module, "validates", True):
+            pl_module.close_epoch()
+            self.on_validation_end(trainer, pl_module)
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         record = getattr(pl_module, "last_epoch_record", None)
         if trainer.sanity_checking or record is None:

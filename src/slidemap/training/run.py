@@ -36,27 +36,32 @@ from typing import Any
 import lightning as L
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from slidemap.config import ExperimentConfig, resolve_data_path, save_config
+from slidemap.config import ExperimentConfig, config_text, resolve_data_path, save_config
 from slidemap.config.environment import progress_enabled
 from slidemap.data.datamodule import L4SDataModule
 from slidemap.data.l4s import read_mask
 from slidemap.data.normalization import ChannelStats
 from slidemap.errors import ConfigError
 from slidemap.features import InputPipeline
-from slidemap.io.atomic import clean_stale_temporaries
 from slidemap.io.checkpoint import checkpoint_meta, read_checkpoint
+from slidemap.io.outputs import OutputFolder, holding
+from slidemap.training.averaging import AveragedWeights
 from slidemap.training.callbacks import EpochHistory, read_history
 from slidemap.training.checkpoint_io import AtomicCheckpointIO
+from slidemap.training.interrupt import GracefulStop, TrainingStopped
 from slidemap.training.losses import needs_class_counts
 from slidemap.training.resume import resume_setup
-from slidemap.training.task import SegmentationTask
+from slidemap.training.task import SegmentationTask, mid_epoch_progress
 
 log = logging.getLogger(__name__)
 
 BEST, LAST = "best.ckpt", "last.ckpt"
 #: per-epoch history and resolved config of a run folder.
 HISTORY_FILE, CONFIG_FILE = "metrics.csv", "config.yaml"
+#: the files :func:`train` writes into a run folder.
+RUN_OUTPUTS: tuple[str, ...] = (CONFIG_FILE, BEST, LAST, HISTORY_FILE)
 
 #: Warnings a training run raises that are known and harmless here, silenced while
 #: :func:`train` fits (and in the processes DDP spawns), and only these:
@@ -70,6 +75,8 @@ KNOWN_WARNINGS: tuple[tuple[str, type[Warning], str], ...] = (
      "data.num_workers is the config's choice; 0 is intended for small CPU runs"),
     ("The number of training batches", UserWarning,
      "fewer batches per epoch than trainer.log_every: epoch metrics are logged anyway"),
+    ("You're resuming from a checkpoint that ended before the epoch ended", UserWarning,
+     "an interrupted run's mid-epoch last.ckpt: EpochSampler skips the batches it trained on"),
     ("`isinstance(treespec", FutureWarning,
      "Lightning 2.6 calls a torch.utils._pytree API that torch 2.13 deprecates; nothing to fix here"),
 )
@@ -126,25 +133,51 @@ def build_pipeline(config: ExperimentConfig) -> InputPipeline:
     )
 
 
+def resolve_data_paths(path: str | list[str] | None) -> Path | list[Path] | None:
+    """One data path or a list of them, each found by :func:`~slidemap.config.resolve_data_path`."""
+    if path is None:
+        return None
+    if isinstance(path, list):
+        return [resolve_data_path(item) for item in path]
+    return resolve_data_path(path)
+
+
 def build_datamodule(
-    config: ExperimentConfig, pipeline: InputPipeline, stats: ChannelStats | None = None
+    config: ExperimentConfig, pipeline: InputPipeline, stats: ChannelStats | None = None,
+    resume_at: tuple[int, int] | None = None,
 ) -> L4SDataModule:
     """The DataModule of ``config.data``; :class:`ConfigError` when no data is named.
 
     Relative data paths are found by :func:`~slidemap.config.resolve_data_path`.
+    ``resume_at``: ``(epoch, patches)`` an interrupted run trained on in the epoch it resumes.
     """
     data = config.data
     if data.root is None and data.train_path is None:
         raise ConfigError("no training data: give --data DIR (or data.root / data.train_path)")
     root, train_path, val_path, test_path = (
-        None if path is None else resolve_data_path(path)
+        resolve_data_paths(path)
         for path in (data.root, data.train_path, data.val_path, data.test_path)
     )
     return L4SDataModule(
         root, pipeline, batch_size=data.batch_size, num_workers=data.num_workers,
         augment=data.augment, stats=stats, cache=data.cache, train_path=train_path,
         val_path=val_path, test_path=test_path, seed=config.trainer.seed,
+        augmentation=data.augmentation, holdout=data.holdout, resume_at=resume_at,
     )
+
+
+def check_without_validation(config: ExperimentConfig) -> None:
+    """A run without validation data chooses nothing on it: a fixed threshold, no early
+    stopping; ``best.ckpt`` is then the last epoch's. :class:`ConfigError` otherwise."""
+    if not isinstance(config.threshold, float):
+        raise ConfigError(
+            "no validation data (data.val_path is null and data.holdout.fraction is 0), so "
+            "'threshold: best_f1' has nothing to choose on; fix it (e.g. threshold: 0.5), give "
+            "data.val_path, or hold out blocks of the training areas (data.holdout.fraction)")
+    if config.trainer.patience > 0:
+        raise ConfigError(
+            "no validation data (data.val_path is null and data.holdout.fraction is 0), so "
+            "early stopping has nothing to watch; set trainer.patience: 0 or give validation data")
 
 
 def count_classes(datamodule: L4SDataModule) -> tuple[int, int]:
@@ -181,8 +214,10 @@ def tensorboard_logger(out_dir: Path) -> Any:
                              default_hp_metric=False)
 
 
-def build_trainer(config: ExperimentConfig, out_dir: Path, callbacks: list[Callback]) -> L.Trainer:
-    """The Lightning Trainer of ``config.trainer`` writing into ``out_dir``."""
+def build_trainer(config: ExperimentConfig, out_dir: Path, callbacks: list[Callback],
+                  validates: bool = True) -> L.Trainer:
+    """The Lightning Trainer of ``config.trainer`` writing into ``out_dir`` (no validation
+    loop when ``validates`` is false)."""
     tc = config.trainer
     progress = show_progress(config)
     if progress:
@@ -197,7 +232,7 @@ def build_trainer(config: ExperimentConfig, out_dir: Path, callbacks: list[Callb
         precision=tc.precision,
         deterministic=tc.deterministic,
         limit_train_batches=tc.limit_train_batches,
-        limit_val_batches=tc.limit_val_batches,
+        limit_val_batches=tc.limit_val_batches if validates else 0,
         log_every_n_steps=tc.log_every,
         num_sanity_val_steps=0,
         logger=tensorboard_logger(out_dir) if tc.tensorboard else False,
@@ -235,27 +270,59 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
         raise ConfigError(f"cannot resume: no {LAST} in the run folder", out_dir)
     if not resume and not overwrite and last.is_file():
         raise ConfigError(
-            f"run folder already holds {LAST}; pass --resume to continue it or choose another --out",
+            f"run folder already holds {LAST}; pass --resume to continue it, --overwrite to "
+            "start afresh, or choose another --out",
             out_dir,
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    clean_stale_temporaries(out_dir)
+    # one run per folder; no input and no file slidemap did not write is replaced
+    with holding(out_dir, "train", overwrite=resume or overwrite) as folder:
+        if resume:  # a run folder of an older slidemap, or copied here: its last.ckpt says
+            checkpoint_meta(read_checkpoint(last), last)  # it is a slidemap run (and safe)
+            folder.adopt(RUN_OUTPUTS)
+        _fit(config, out_dir, resume, source, folder)
+        return finish_run(out_dir, config, time.perf_counter() - started)
+
+
+def _same_config(config: ExperimentConfig, out_dir: Path) -> bool:
+    """Whether the run folder's ``config.yaml`` already holds this resolved config (then it
+    is not rewritten: ``--config RUN/config.yaml --out RUN --resume`` reads and keeps it)."""
+    path = out_dir / CONFIG_FILE
+    try:
+        return path.is_file() and path.read_text(encoding="utf-8") == config_text(config)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _fit(config: ExperimentConfig, out_dir: Path, resume: bool, source: str | Path | None,
+         folder: OutputFolder) -> None:
+    """Statistics, task, callbacks and ``trainer.fit`` of :func:`train`, in its run folder."""
+    last = out_dir / LAST
     L.seed_everything(config.trainer.seed, workers=True, verbose=False)
 
     pipeline = build_pipeline(config)
     stats = None
+    resume_at = None
     if resume:  # the checkpoint's model, pipeline and statistics, whatever the config says now
         config, pipeline, stats = resume_setup(config, pipeline, last, source)
-    datamodule = build_datamodule(config, pipeline, stats)
+        progress = mid_epoch_progress(read_checkpoint(last))
+        if progress is not None:  # interrupted mid-epoch: skip the patches it trained on
+            resume_at = (int(progress["epoch"]), int(progress["batches_done"]) * config.data.batch_size)
+    # ``--config RUN/config.yaml --out RUN --resume``: the run's own config, kept as it is
+    keep_config = _same_config(config, out_dir) or (resume and folder.is_input(out_dir / CONFIG_FILE))
+    folder.claim(name for name in RUN_OUTPUTS if not (name == CONFIG_FILE and keep_config))
+    datamodule = build_datamodule(config, pipeline, stats, resume_at)
+    validates = datamodule.has_split("valid")
+    if not validates:
+        check_without_validation(config)
     datamodule.setup("fit")
     stats = datamodule.stats
     assert stats is not None  # setup computed them
     class_counts = count_classes(datamodule) if needs_class_counts(config.loss) else None
-    if rank_zero_only.rank == 0:
+    if rank_zero_only.rank == 0 and not keep_config:
         save_config(config, out_dir / CONFIG_FILE)
 
-    task = SegmentationTask(config, pipeline, stats, class_counts=class_counts)
-    monitor = config.trainer.monitor
+    task = SegmentationTask(config, pipeline, stats, class_counts=class_counts, validates=validates)
+    monitor = config.trainer.monitor if validates else None
     mode = "min" if monitor == "val_loss" else "max"
     # Two checkpoint callbacks: Lightning 2.6 writes ``save_last`` only in epochs that also
     # improved the monitored metric, so "last" is a checkpoint of its own, without a monitor.
@@ -264,18 +331,30 @@ def train(config: ExperimentConfig, out_dir: str | Path, resume: bool = False,
     common = {"dirpath": out_dir, "save_top_k": 1, "auto_insert_metric_name": False,
               "enable_version_counter": False, "save_on_train_epoch_end": True}
     callbacks: list[Callback] = [
+        # without validation, best.ckpt is the last epoch, like last.ckpt
         ModelCheckpoint(filename=BEST.removesuffix(".ckpt"), monitor=monitor, mode=mode, **common),
         ModelCheckpoint(filename=LAST.removesuffix(".ckpt"), monitor=None, **common),
         EpochHistory(out_dir / HISTORY_FILE),
     ]
-    if config.trainer.patience > 0:
+    if config.trainer.patience > 0 and monitor is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.trainer.patience,
                                        check_on_train_epoch_end=True))
-    trainer = build_trainer(config, out_dir, callbacks)
-    with known_warnings_silenced():
-        trainer.fit(task, datamodule=datamodule, ckpt_path=last if resume else None,
-                    weights_only=True)
-    return finish_run(out_dir, config, time.perf_counter() - started)
+    averaging = config.trainer.averaging
+    if averaging.name != "none":
+        callbacks.append(AveragedWeights(averaging.name, averaging.decay, averaging.start_epoch))
+    stop = GracefulStop(last)  # SIGINT/SIGTERM: save last.ckpt at the next safe point, then stop
+    callbacks.append(stop)
+    trainer = build_trainer(config, out_dir, callbacks, validates=validates)
+    with known_warnings_silenced(), stop.catching_signals():
+        try:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=last if resume else None,
+                        weights_only=True)
+        except (TrainingStopped, SIGTERMException):  # Lightning stops on SIGTERM by itself too
+            raise stop.interrupted() from None
+        except SystemExit:  # Lightning's exit after a KeyboardInterrupt (a second signal)
+            if stop.signum is None:
+                raise
+            raise stop.interrupted() from None
 
 
 def finish_run(out_dir: Path, config: ExperimentConfig, seconds: float) -> RunResult:

@@ -65,6 +65,16 @@ class EpochAccumulator:
     def empty(self) -> bool:
         return int(self.batches) == 0
 
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors only (a ``weights_only`` checkpoint can hold them)."""
+        return {"loss_sum": self.loss_sum.detach().cpu().clone(),
+                "batches": self.batches.detach().cpu().clone(), "curves": self.curves.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.loss_sum = torch.as_tensor(state["loss_sum"], dtype=torch.float64)
+        self.batches = torch.as_tensor(state["batches"], dtype=torch.int64)
+        self.curves.load_state_dict(state["curves"])
+
     def reduce(self, strategy: Any) -> None:
         """Sum over DDP processes (a no-op on one process)."""
         self.loss_sum = strategy.reduce(self.loss_sum, reduce_op="sum")
@@ -88,6 +98,9 @@ class SegmentationTask(L.LightningModule):
         pipeline: the input pipeline (stored in checkpoints).
         stats: normalisation statistics of the training split (stored in checkpoints).
         class_counts: ``(n_positive, n_negative)`` training pixels, for ``weighted_bce: auto``.
+        validates: whether the run has a validation split. Without one (training on every
+            labelled area, a fixed threshold, the last checkpoint) the epoch's record holds
+            the training metrics alone, made by :meth:`close_epoch` at the epoch's end.
 
     Batches are ``{"image": (B, C, H, W) float32 normalised, "mask": (B, H, W) int64}``.
     """
@@ -98,8 +111,10 @@ class SegmentationTask(L.LightningModule):
         pipeline: InputPipeline,
         stats: ChannelStats,
         class_counts: tuple[int, int] | None = None,
+        validates: bool = True,
     ) -> None:
         super().__init__()
+        self.validates = validates
         self.config = config
         self.pipeline = pipeline
         self.stats = stats
@@ -117,6 +132,9 @@ class SegmentationTask(L.LightningModule):
         self._fixed_threshold = fixed
         self._epochs = {"train": EpochAccumulator(), "val": EpochAccumulator()}
         self.last_epoch_record: dict[str, float] | None = None
+        #: set while a checkpoint is saved in the middle of an epoch (training interrupted):
+        #: it then records the epoch's training sums, for an exact resume.
+        self.mid_epoch_save = False
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, 1, H, W)`` of normalised input ``(B, C, H, W)``."""
@@ -145,6 +163,22 @@ class SegmentationTask(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._epochs["val"].reset()
+
+    def close_epoch(self) -> None:
+        """The epoch's record from the training split alone (a run without validation);
+        called at the training epoch's end, before its checkpoints are written."""
+        record: dict[str, float] = {"epoch": float(self.current_epoch)}
+        accumulator = self._epochs["train"]
+        accumulator.reduce(self.trainer.strategy)
+        if not accumulator.empty:
+            record.update(accumulator.metrics("train"))
+        record["threshold"] = float(self.threshold)
+        if self.trainer.optimizers:
+            record["lr"] = float(self.trainer.optimizers[0].param_groups[0]["lr"])
+        self.last_epoch_record = record
+        for key, value in record.items():
+            if key != "epoch":
+                self.log(key, value, sync_dist=False)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
@@ -216,8 +250,27 @@ class SegmentationTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[SECTION] = self.slidemap_section()
+        train = self._epochs["train"]
+        checkpoint[PROGRESS] = {"epoch": int(self.current_epoch), "mid_epoch": bool(self.mid_epoch_save),
+                                "batches_done": int(train.batches), "train": train.state_dict()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         section = checkpoint.get(SECTION) or {}
         if self._fixed_threshold is None and "threshold" in section:
             self.threshold = float(section["threshold"])
+        progress = mid_epoch_progress(checkpoint)
+        if progress is not None:  # Lightning resumes mid-epoch without on_train_epoch_start
+            self._epochs["train"].load_state_dict(progress["train"])
+
+
+#: checkpoint key of the training progress inside an epoch (see :func:`mid_epoch_progress`).
+PROGRESS = "slidemap_progress"
+
+
+def mid_epoch_progress(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """``{"epoch", "batches_done", "train"}`` of a checkpoint saved in the middle of an
+    epoch (an interrupted run), else ``None`` (an epoch-end checkpoint)."""
+    progress = checkpoint.get(PROGRESS)
+    if isinstance(progress, dict) and progress.get("mid_epoch") is True:
+        return progress
+    return None

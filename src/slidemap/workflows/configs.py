@@ -21,6 +21,7 @@ from slidemap.config import (
     resolve_config_path,
 )
 from slidemap.config.validation import close_matches
+from slidemap.data.augment import BandJitter
 from slidemap.errors import BandSetError, ConfigError
 from slidemap.features import get_feature, list_features
 from slidemap.models import list_models, model_info
@@ -71,7 +72,43 @@ def check_names(config: ExperimentConfig, source: str | Path | None = "<config>"
             get_feature(name).check(band_set)
     except BandSetError as exc:
         raise ConfigError(f"{keys}: {exc.problem}", source) from None
+    try:  # the augmentations need bands of the files (optical units, red/green/blue, a DEM)
+        BandJitter(get_band_set(data.band_set), data.augmentation.photometric,
+                   data.augmentation.elevation)
+    except ConfigError as exc:
+        raise ConfigError(f"'data.augmentation': {exc.problem}", source) from None
+    check_trainer_environment(config, source)
     return config
+
+
+def check_trainer_environment(config: ExperimentConfig, source: str | Path | None = "<config>") -> None:
+    """What the schema cannot know about ``trainer``, refused at load time rather than by
+    Lightning once data is read: an accelerator this machine lacks (or fewer of its devices
+    than asked for), a strategy Lightning does not know.
+
+    Raises:
+        ConfigError: naming ``source`` and the key.
+    """
+    import torch
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    trainer = config.trainer
+    if trainer.accelerator in ("gpu", "cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"'trainer.accelerator: {trainer.accelerator}' but this machine has "
+                              "no CUDA GPU; use accelerator: auto or cpu", source)
+        devices = trainer.devices
+        wanted = max(devices) + 1 if isinstance(devices, list) else devices
+        if isinstance(wanted, int) and wanted > count:
+            raise ConfigError(f"'trainer.devices: {devices}' but this machine has {count} GPU(s)",
+                              source)
+    if trainer.accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("'trainer.accelerator: mps' but this machine has no Apple GPU", source)
+    strategies = ["auto", *StrategyRegistry.available_strategies()]
+    if trainer.strategy not in strategies:
+        raise ConfigError(f"'trainer.strategy' {trainer.strategy!r} is not a Lightning strategy"
+                          f"{close_matches(trainer.strategy, strategies)}", source)
 
 
 def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:

@@ -3,15 +3,16 @@
 :func:`evaluate_checkpoint` runs every patch of the split through the one inference path
 (:func:`slidemap.inference.patches.patch_outputs`, the loop ``predict`` writes its
 ``mask_<id>.h5`` files from), with the same engine choice and the same post-processing
-setting, and accumulates (a) the exact confusion matrix of those masks and (b) the
-probability histograms of :class:`~slidemap.evaluation.curves.BinnedCurves` for ROC and PR.
-So the scores are those of the submission files ``predict`` would write. Memory is bounded
-by one batch plus the patches kept for the panels.
+setting, and accumulates (a) the exact confusion matrix of those masks, (b) the
+probability histograms of :class:`~slidemap.evaluation.curves.BinnedCurves` for ROC and PR
+and (c) the calibration bins of :class:`~slidemap.evaluation.calibration.CalibrationBins`
+(expected calibration error, reliability diagram). So the scores are those of the
+submission files ``predict`` would write, test-time augmentation and ensembles included.
+Memory is bounded by one batch plus the patches kept for the panels.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -25,12 +26,13 @@ import torch
 from slidemap.bands import BandSet
 from slidemap.config import check_threshold
 from slidemap.data.l4s import split_refs
+from slidemap.evaluation.calibration import CalibrationBins
 from slidemap.evaluation.curves import BinnedCurves, compute_metrics
 from slidemap.evaluation.metrics import ConfusionCounts
 from slidemap.inference.patches import patch_outputs
 from slidemap.inference.postprocess import PostprocessConfig
 from slidemap.inference.predictor import Predictor, load_predictor
-from slidemap.io.atomic import write_text_atomic
+from slidemap.io.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +60,18 @@ class Evaluation:
     """Result of :func:`evaluate_checkpoint`.
 
     Attributes:
-        metrics: every ``metrics.json`` score (SPEC), threshold included (numbers only).
+        metrics: every ``metrics.json`` score (SPEC), threshold included, then ``ece``
+            (numbers only).
         curves: probability histograms (ROC, PR).
         counts: exact confusion matrix of the predicted masks.
         record: how the probabilities and masks were made: ``engine`` (the kind run),
-            ``tta``, ``checkpoint`` and ``postprocess`` (``false`` or its settings).
+            ``tta``, ``checkpoint`` (a list for an ensemble), ``ensemble_size``,
+            ``threshold_rule`` and ``postprocess`` (``false`` or its settings).
         samples: patch id -> :class:`PatchPrediction`, for the ids asked for.
         model_name: registry name of the network.
         band_set: the checkpoint's band set (names the channels of ``PatchPrediction.bands``).
+        patch_counts: patch id -> its ``(tp, fp, fn, tn)`` int64 (they sum to ``counts``),
+            for bootstraps over patches.
     """
 
     metrics: dict[str, float | int]
@@ -75,10 +81,12 @@ class Evaluation:
     samples: dict[str, PatchPrediction] = field(default_factory=dict)
     model_name: str = ""
     band_set: BandSet | None = None
+    calibration: CalibrationBins = field(default_factory=CalibrationBins)
+    patch_counts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def evaluate_checkpoint(
-    checkpoint: str | Path | Predictor,
+    checkpoint: str | Path | Sequence[str | Path] | Predictor,
     data: str | Path,
     split: str | None = "test",
     threshold: float | None = None,
@@ -90,11 +98,13 @@ def evaluate_checkpoint(
     device: str = "auto",
     precision: str = "fp32",
     calibration: str | Path | None = None,
+    tta: bool = False,
 ) -> Evaluation:
     """Score ``checkpoint`` on all pixels of a split.
 
     Args:
-        checkpoint: a ``.ckpt`` path, or a :class:`~slidemap.inference.predictor.Predictor`.
+        checkpoint: a ``.ckpt`` path, several (an ensemble), or a
+            :class:`~slidemap.inference.predictor.Predictor`.
         data: a dataset root or one split folder.
         split: ``train``, ``valid`` or ``test`` (ignored for a split folder).
         threshold: probability threshold; ``None`` = the checkpoint's (validation best F1).
@@ -106,36 +116,48 @@ def evaluate_checkpoint(
         device: torch device of the torch engine (``auto``: CUDA when available).
         precision: ``fp32``, ``bf16`` or ``int8`` (``calibration``: int8's training
             patches); ignored for a predictor.
+        tta: test-time augmentation (8 flips and rotations); ignored for a predictor.
 
     Raises:
         CheckpointError, InputError, ConfigError: bad checkpoint, data or threshold.
     """
     predictor = (checkpoint if isinstance(checkpoint, Predictor)
-                 else load_predictor(checkpoint, engine, "patches", device, precision, calibration))
+                 else load_predictor(checkpoint, engine, "patches", device, tta=tta,
+                                     precision=precision, calibration=calibration))
+    given = threshold
     threshold = predictor.threshold if threshold is None else check_threshold(threshold)
     refs = split_refs(data, split)
     curves = BinnedCurves()
+    calibration = CalibrationBins()
     counts = ConfusionCounts()
     keep = set(keep_ids)
     samples: dict[str, PatchPrediction] = {}
+    patch_counts: dict[str, np.ndarray] = {}
     for output in patch_outputs(predictor, refs, threshold=threshold, postprocess=postprocess,
                                 batch_size=batch_size, with_truth=True):
         assert output.truth is not None  # with_truth
         truth = torch.from_numpy(output.truth)
         curves.update(torch.from_numpy(output.probability), truth)
-        counts = counts + ConfusionCounts.from_predictions(torch.from_numpy(output.mask), truth)
+        calibration.update(output.probability, truth)
+        patch = ConfusionCounts.from_predictions(torch.from_numpy(output.mask), truth)
+        counts = counts + patch
+        patch_counts[output.ref.id] = np.array([patch.tp, patch.fp, patch.fn, patch.tn],
+                                               dtype=np.int64)
         if output.ref.id in keep:
             samples[output.ref.id] = PatchPrediction(output.bands, output.truth,
                                                      output.probability, output.mask)
-    metrics = compute_metrics(curves, float(threshold), counts=counts)
-    record = {**predictor.record(),
+    metrics: dict[str, float | int] = {**compute_metrics(curves, float(threshold), counts=counts),
+                                       "ece": calibration.ece()}
+    record = {**predictor.record(), "threshold_rule": predictor.threshold_rule(given),
               "postprocess": False if postprocess is None else asdict(postprocess)}
-    log.info("%s on %d patches: F1 %.4f, IoU %.4f at threshold %.3f (%s engine)",
+    log.info("%s on %d patches: F1 %.4f, IoU %.4f at threshold %.3f, ECE %.4f (%s engine%s)",
              record["checkpoint"] or predictor.model_name, len(refs), metrics["f1"],
-             metrics["iou"], threshold, record["engine"])
+             metrics["iou"], threshold, metrics["ece"], record["engine"],
+             ", TTA" if predictor.tta else "")
     return Evaluation(metrics=metrics, curves=curves, counts=counts, record=record,
                       samples={i: samples[i] for i in keep_ids if i in samples},
-                      model_name=predictor.model_name, band_set=predictor.pipeline.band_set)
+                      model_name=predictor.model_name, band_set=predictor.pipeline.band_set,
+                      calibration=calibration, patch_counts=patch_counts)
 
 
 def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -144,7 +166,10 @@ def json_safe(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_metrics(evaluation: Evaluation, path: str | Path) -> Path:
-    """``metrics.json``: every SPEC key in order, then how they were made (``engine``,
-    ``tta``, ``postprocess``, ``checkpoint``); strict JSON, written atomically."""
-    content = {**json_safe(evaluation.metrics), **evaluation.record}
-    return write_text_atomic(path, json.dumps(content, indent=2) + "\n")
+    """``metrics.json``: every SPEC key in order, ``ece``, then how they were made
+    (``engine``, ``tta``, ``checkpoint``, ``ensemble_size``, ``threshold_rule``,
+    ``postprocess``) and the reliability diagram's bins (``calibration``); strict JSON,
+    written atomically."""
+    content = {**json_safe(evaluation.metrics), **evaluation.record,
+               "calibration": evaluation.calibration.to_dict()}
+    return write_json_atomic(path, content)

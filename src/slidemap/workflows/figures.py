@@ -19,6 +19,7 @@ from slidemap.data.l4s import LANDSLIDE, PatchRef, read_image, read_mask
 from slidemap.errors import ConfigError
 from slidemap.models.checkpoint import load_checkpoint, read_trained_setup
 from slidemap.plots.activations import capture_activation, plot_activations
+from slidemap.plots.calibration import plot_reliability
 from slidemap.plots.confusion import plot_confusion_matrices
 from slidemap.plots.curves import plot_training_curves
 from slidemap.plots.features import plot_feature_maps
@@ -58,12 +59,14 @@ def panel_inputs(
 def write_evaluation_figures(
     evaluations: Mapping[str, Evaluation], out_dir: str | Path, panel_ids: Sequence[str] = ()
 ) -> dict[str, Path]:
-    """ROC, PR, confusion matrices and prediction panels of one or more models.
+    """ROC, PR, confusion matrices, reliability diagram and prediction panels of one or
+    more models.
 
     The panels show the true colour of the first model's band set (its checkpoint's).
 
     Returns:
-        figure key (``roc``, ``pr``, ``confusion``, ``panels``) -> written PNG path.
+        figure key (``roc``, ``pr``, ``confusion``, ``calibration``, ``panels``) -> written
+        PNG path.
     """
     out_dir = Path(out_dir)
     curves = {name: ev.curves for name, ev in evaluations.items()}
@@ -74,6 +77,9 @@ def write_evaluation_figures(
         "confusion": save_figure(
             plot_confusion_matrices({name: ev.counts for name, ev in evaluations.items()}),
             out_dir / "confusion.png"),
+        "calibration": save_figure(
+            plot_reliability({name: ev.calibration for name, ev in evaluations.items()}),
+            out_dir / "calibration.png"),
     }
     ids = [i for i in panel_ids if all(i in ev.samples for ev in evaluations.values())]
     band_set = next(iter(evaluations.values())).band_set

@@ -14,6 +14,7 @@ own box on a narrow window instead of being cut (checked in headless Chromium by
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import mimetypes
 import os
@@ -23,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from slidemap.evaluation.table import TABLE_COLUMNS, Rows, html_table, markdown_table
-from slidemap.io.atomic import write_text_atomic
+from slidemap.io.atomic import current_path, write_text_atomic
 
 _CSS = """
 body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem;
@@ -46,7 +47,8 @@ def _data_uri(path: Path) -> str:
     mime = mimetypes.guess_type(path.name)[0]
     if mime is None or not mime.startswith("image/"):
         raise ValueError(f"{path}: not an image file this report can embed (.png, .jpg, .svg)")
-    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+    data = current_path(path).read_bytes()  # inside an output set, still its temporary
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,8 @@ class _Content:
     notes: Sequence[str]
     alerts: Sequence[str]
     runs: Sequence[RunRecord]
+    #: the table in this format, made elsewhere (e.g. mean ± std over seeds); None = from rows
+    table_text: str | None = None
 
 
 def _blocks(markup: _Markup, content: _Content) -> list[str]:
@@ -168,7 +172,8 @@ def _blocks(markup: _Markup, content: _Content) -> list[str]:
     blocks.append(markup.heading(2, "Comparison"))
     if content.caption:
         blocks.append(markup.caption("Table 1", content.caption))
-    blocks.append(markup.scroll(markup.table(content.rows, content.columns)))
+    table = content.table_text or markup.table(content.rows, content.columns)
+    blocks.append(markup.scroll(table))
     if content.figures:
         blocks.append(markup.heading(2, "Figures"))
         blocks.extend(
@@ -204,6 +209,7 @@ def build_report(
     caption: str = "",
     alerts: Sequence[str] = (),
     runs: Sequence[RunRecord] = (),
+    tables: tuple[str, str] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``report.md`` and ``report.html`` into ``out_dir``, atomically.
 
@@ -219,18 +225,21 @@ def build_report(
             :func:`~slidemap.evaluation.table.table_caption`).
         alerts: remarks shown in a box under the title (e.g. synthetic data).
         runs: the training runs behind the table (config, seed, version, time).
+        tables: ``(markdown, html)`` of a table made elsewhere (e.g. mean ± std over
+            seeds), shown instead of the one of ``table_rows``.
 
     Returns:
         ``(md_path, html_path)``.
     """
     out_dir = Path(out_dir)
     resolved = [(caption, Path(path)) for caption, path in figures]
-    missing = [str(path) for _, path in resolved if not path.is_file()]
+    missing = [str(path) for _, path in resolved if not current_path(path).is_file()]
     if missing:
         raise FileNotFoundError(f"report figures not found: {', '.join(missing)}")
     content = _Content(title, table_rows, columns, caption, resolved, notes, alerts, runs)
-    md_blocks = _blocks(_markdown_markup(out_dir), content)
-    html_blocks = _blocks(_HTML_MARKUP, content)
+    md_table, html_text = tables or (None, None)
+    md_blocks = _blocks(_markdown_markup(out_dir), dataclasses.replace(content, table_text=md_table))
+    html_blocks = _blocks(_HTML_MARKUP, dataclasses.replace(content, table_text=html_text))
     md_path = write_text_atomic(out_dir / "report.md", "\n".join(md_blocks))
     html_path = write_text_atomic(out_dir / "report.html", _html_page(title, html_blocks))
     return md_path, html_path

@@ -49,6 +49,10 @@ LANDSLIDE_FRACTION = 0.03
 NODATA_CORNER = 0.12  # the triangle below this fraction of the diagonal is outside the swath
 
 
+#: the files of a synthetic scene, by key.
+SCENE_FILES: dict[str, str] = {"image": "image.tif", "dem": "dem.tif", "labels": "labels.tif"}
+
+
 def generate_scene(out: str | Path, size_px: int = 2048, seed: int = 0) -> dict[str, Path]:
     """Write ``image.tif``, ``dem.tif`` and ``labels.tif`` of a ``size_px``² scene into ``out``.
 
@@ -95,7 +99,7 @@ def generate_scene(out: str | Path, size_px: int = 2048, seed: int = 0) -> dict[
         if name not in LOCAL_FIELDS
     }
 
-    paths = {"image": out / "image.tif", "dem": out / "dem.tif", "labels": out / "labels.tif"}
+    paths = {key: out / name for key, name in SCENE_FILES.items()}
     common = {
         "driver": "GTiff",
         "crs": CRS,
