@@ -5,10 +5,13 @@
 
 Cases, each trained for every seed of ``--seeds`` (the shipped seed first):
 
-- ``rgbd`` A → B and B → A: ``configs/rgbd/<model>.yaml`` exactly as shipped (B → A with the
-  areas swapped), ``last.ckpt`` scored on every pixel of the other area at the config's fixed
-  threshold 0.5, as ``benchmarks/real_rgbd.py`` does (validation limited to one batch: it
-  chooses nothing). Needs ``../shared/data/rgbd-landslides`` (skipped when absent).
+- ``rgbd`` A → B and B → A: the leave-one-area-out runs of ``benchmarks/real_rgbd.py``
+  (``configs/rgbd/<model>.yaml`` at its screening recipe, 20 epochs, trained on one area with
+  no validation), seeds 0, 1, 2 (``--rgbd-seeds``), each ``best.ckpt`` (the last epoch) scored
+  on every pixel of the held-out area at its fixed threshold 0.5; read from ``--crossval``
+  (run ``python benchmarks/real_rgbd.py --epochs 20 --seeds 3 --set data.holdout.fraction=0
+  --set threshold=0.5 --set trainer.monitor=val_f1`` first). Needs
+  ``../shared/data/rgbd-landslides`` (skipped when absent). Nothing is trained here.
 - ``synthetic``: the demo's UNet-CBAM (``demo.yaml``) on a synthetic dataset of 240 patches
   (the demo's), ``best.ckpt`` scored on the test split at its validation-chosen threshold.
 
@@ -47,20 +50,19 @@ SYNTHETIC_PATCHES = 240
 SYNTHETIC_MODEL = "UNet-CBAM"
 
 
-def rgbd_cases(data: Path, models: list[str]) -> list[dict[str, Any]]:
-    """One case per rgbd model and direction: config name, overrides, data to score."""
+def rgbd_cases(data: Path, models: list[str], crossval: Path, seeds: list[int]) -> list[dict[str, Any]]:
+    """One case per rgbd model and held-out area: the crossval runs of every seed, the
+    area to score."""
     if not all((data / f"area_{a}" / "img").is_dir() for a in "AB"):
         print(f"tta_ensemble: {data} is not present; rgbd cases skipped", file=sys.stderr)
         return []
     cases = []
     for model in models:
         for source, target in (("A", "B"), ("B", "A")):
+            runs = crossval / f"{model}-e20" / "runs" / f"area_{target}"
             cases.append({
                 "name": f"rgbd {model} {source}→{target}", "slug": f"rgbd_{model}_{source}{target}",
-                "config": f"rgbd/{model}.yaml", "checkpoint": "last.ckpt",
-                "overrides": [f"data.train_path={data / f'area_{source}'}",
-                              f"data.val_path={data / f'area_{target}'}",
-                              "trainer.limit_val_batches=1"],
+                "checkpoint": "best.ckpt", "run_dirs": [runs / f"seed{seed}" for seed in seeds],
                 "score": data / f"area_{target}", "split": None,
             })
     return cases
@@ -97,6 +99,13 @@ def checkpoints(case: dict[str, Any], seeds: list[int], work: Path, train: bool)
     from slidemap.training.run import HISTORY_FILE, LAST
     from slidemap.training.run import train as train_run
 
+    if "run_dirs" in case:  # trained elsewhere (benchmarks/real_rgbd.py)
+        found = [run / case["checkpoint"] for run in case["run_dirs"]]
+        missing = [str(p) for p in found if not p.is_file()]
+        if missing:
+            raise SystemExit(f"tta_ensemble: missing {', '.join(missing)}; run benchmarks/real_rgbd.py "
+                             "first (module docstring)")
+        return found[:len(seeds)] if len(seeds) < len(found) else found
     paths = []
     for seed in seeds:
         run_dir = work / f"{case['slug']}_seed{seed}"
@@ -226,8 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA, help="folder holding area_A/ and area_B/")
     parser.add_argument("--models", default="unet_cbam,unet", help="rgbd configs, comma-separated")
     parser.add_argument("--seeds", default="42,43,44", help="training seeds, comma-separated")
+    parser.add_argument("--rgbd-seeds", default="0,1,2", help="seeds of the rgbd crossval runs")
+    parser.add_argument("--crossval", type=Path, default=RESULTS.parent / "real_rgbd",
+                        help="crossval folders of benchmarks/real_rgbd.py (the rgbd cases' runs)")
     parser.add_argument("--cases", default="synthetic,rgbd",
                         help="which cases: synthetic and/or rgbd, comma-separated")
+    parser.add_argument("--only", default="", help="only the cases whose folder name contains this "
+                        "(e.g. rgbd_unet_cbam_BA), to train cases in parallel processes")
     parser.add_argument("--work", type=Path, default=Path("runs/tta_ensemble"), help="run folders")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results file")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -248,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     wanted = {c.strip() for c in args.cases.split(",")}
     cases = [synthetic_case(args.work)] if "synthetic" in wanted else []
     if "rgbd" in wanted:
-        cases += rgbd_cases(args.data, [m.strip() for m in args.models.split(",")])
+        cases += rgbd_cases(args.data, [m.strip() for m in args.models.split(",")], args.crossval,
+                            [int(s) for s in args.rgbd_seeds.split(",")])
+    cases = [case for case in cases if args.only in case["slug"]]
     started, machine_start = time.perf_counter(), machine()
     # seed by seed over the cases: every case gets its first model (TTA measurable) early
     for count in range(1, len(seeds) + 1):
