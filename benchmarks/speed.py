@@ -441,9 +441,11 @@ def bench_accuracy(case: AccuracyCase) -> dict[str, Any]:
     return out
 
 
-def accuracy_cases(work: Path, train_missing: bool) -> list[AccuracyCase]:
-    """The demo's UNet-CBAM on its synthetic test split, and ``configs/rgbd/unet_cbam.yaml``
-    A -> B and B -> A; checkpoints from ``work`` (trained there when missing and asked)."""
+def accuracy_cases(work: Path, train_missing: bool,
+                   rgbd_runs: Path = RESULTS / "real_rgbd" / "unet_cbam-e20" / "runs") -> list[AccuracyCase]:
+    """The demo's UNet-CBAM on its synthetic test split (from ``work``, trained there when
+    missing and asked), and ``configs/rgbd/unet_cbam.yaml`` A -> B and B -> A (the
+    leave-one-area-out runs of ``benchmarks/real_rgbd.py`` in ``rgbd_runs``)."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     cases = []
     from training_precision import run_one
@@ -461,15 +463,16 @@ def accuracy_cases(work: Path, train_missing: bool) -> list[AccuracyCase]:
     if checkpoint.is_file():
         cases.append(AccuracyCase("synthetic test (demo UNet-CBAM)", checkpoint, data, "test", data))
     if (RGBD_DATA / "area_A").is_dir():
-        from real_rgbd import run_direction
-
+        # the leave-one-area-out runs of benchmarks/real_rgbd.py (UNet-CBAM, seed 0): trained on
+        # one area, held out the other; trained there, not here
         for source, target in (("A", "B"), ("B", "A")):
-            checkpoint = work / "real_rgbd" / f"rgbd_unet_cbam_{source}_to_{target}" / "last.ckpt"
-            if not checkpoint.is_file() and train_missing:
-                run_direction("rgbd/unet_cbam.yaml", RGBD_DATA, source, target, work / "real_rgbd", [])
+            checkpoint = rgbd_runs / f"area_{target}" / "seed0" / "best.ckpt"
             if checkpoint.is_file():
                 cases.append(AccuracyCase(f"real RGB+DSM {source} -> {target}", checkpoint,
                                           RGBD_DATA / f"area_{target}", None, RGBD_DATA / f"area_{source}"))
+            else:
+                print(f"speed: {checkpoint} is missing; run benchmarks/real_rgbd.py (its docstring) for the "
+                      "real-data accuracy cases", file=sys.stderr)
     return cases
 
 
@@ -632,6 +635,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="patches per call (default 8, --quick 2)")
     parser.add_argument("--scene-sizes", type=int, nargs="+", default=[2048, 4096], help="with --all")
     parser.add_argument("--work", type=Path, default=ROOT / "runs", help="trained checkpoints (--all)")
+    parser.add_argument("--rgbd-runs", type=Path, default=RESULTS / "real_rgbd" / "unet_cbam-e20" / "runs",
+                        help="--all: real_rgbd.py's leave-one-area-out runs of UNet-CBAM (area_X/seed0)")
     parser.add_argument("--no-train", action="store_true", help="--all: skip accuracy cases without a checkpoint")
     args = parser.parse_args()
 
@@ -655,7 +660,7 @@ def main() -> None:
         print_width(out["results"][-1])
     if args.all:
         out["accuracy"] = []
-        for case in accuracy_cases(args.work, train_missing=not args.no_train):
+        for case in accuracy_cases(args.work, train_missing=not args.no_train, rgbd_runs=args.rgbd_runs):
             out["accuracy"].append(bench_accuracy(case))
             print(json.dumps(out["accuracy"][-1]), flush=True)
         synthetic = args.work / "training_precision" / "unet_cbam_32-true_seed0" / "best.ckpt"
