@@ -139,3 +139,16 @@ def test_crossval_never_writes_into_an_area_and_names_a_broken_result(
         assert "heldout.json" in err and "delete it" in err
     finally:
         broken.write_text(original)
+
+
+def test_a_foreign_table_in_the_output_folder_is_never_replaced(
+        rgbd_areas: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cv"
+    out.mkdir()
+    mine = out / "crossval.md"
+    mine.write_text("my notes\n")
+    assert main(["crossval", "--config", "configs/rgbd/unet.yaml", "--areas", *map(str, rgbd_areas),
+                 "--out", str(out), *TINY]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "crossval.md" in err[0] and "not written by slidemap" in err[0]
+    assert mine.read_text() == "my notes\n" and not (out / "runs").exists()

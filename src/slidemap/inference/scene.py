@@ -254,23 +254,25 @@ class SceneReader:
                 flagged |= np.isfinite(layer) & (layer != 0)
         return flagged
 
-    def read_with_status(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+    def read_with_status(self, window: Window, *, with_bands: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
         """The band stack of ``window`` (inside the scene) in stored units, and each pixel's status.
 
         Returns:
             ``(bands (C, h, w) float32, status (h, w) uint8)``: status is
             :data:`STATUS_ASSESSABLE`, a combination of :data:`FLAG_NOT_ASSESSABLE` and
             :data:`FLAG_NO_ELEVATION`, or :data:`STATUS_OUTSIDE`; bands hold NaN wherever
-            the status is not :data:`STATUS_ASSESSABLE`.
+            the status is not :data:`STATUS_ASSESSABLE`. With ``with_bands=False`` the
+            status alone (``bands`` is ``None``): the same reads, no scaling or copies.
         """
         shape = (int(window.height), int(window.width))
-        bands = np.full((len(self.band_set), *shape), np.nan, np.float32)
+        bands = np.full((len(self.band_set), *shape), np.nan, np.float32) if with_bands else None
         data = np.ones(shape, dtype=bool)
         flagged = self._not_assessable(window)
         for stack in self._stacks:
             assert stack.reader is not None, "use SceneReader as a context manager"
             raw, valid, saturated = stack.reader.read(window)
-            bands[stack.channels] = raw * stack.scale + stack.offset
+            if bands is not None:
+                bands[stack.channels] = raw * stack.scale + stack.offset
             data &= valid
             flagged |= saturated
         elevation = np.ones(shape, dtype=bool)
@@ -278,12 +280,12 @@ class SceneReader:
             band = self.band_set.bands[i]
             if kind == "dem":
                 values, valid = self.elevation_m(window)
-                bands[i] = values / band.physical_per_unit
             elif kind == "slope":
                 values, valid = self.slope_deg(window)
-                bands[i] = values / band.physical_per_unit
             else:
                 continue
+            if bands is not None:
+                bands[i] = values / band.physical_per_unit
             if self._dem is not None:
                 elevation &= valid
             else:  # elevation from the image: its nodata is the image's
@@ -291,7 +293,8 @@ class SceneReader:
         status = np.where(flagged, FLAG_NOT_ASSESSABLE, STATUS_ASSESSABLE).astype(np.uint8)
         status[~elevation] |= FLAG_NO_ELEVATION
         status[~data] = STATUS_OUTSIDE
-        bands[:, status != STATUS_ASSESSABLE] = np.nan
+        if bands is not None:
+            bands[:, status != STATUS_ASSESSABLE] = np.nan
         return bands, status
 
     def elevation_gradient_px(self, window: Window) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -319,11 +322,12 @@ class SceneReader:
             mapped band or the DEM, or not assessable) hold NaN.
         """
         bands, status = self.read_with_status(window)
+        assert bands is not None
         return bands, status == STATUS_ASSESSABLE
 
     def status(self, window: Window) -> np.ndarray:
         """``(h, w) uint8`` status of each pixel of ``window`` (see :meth:`read_with_status`)."""
-        return self.read_with_status(window)[1]
+        return self.read_with_status(window, with_bands=False)[1]
 
     def _grow(self, window: Window, halo: int) -> tuple[Window, tuple[int, int]]:
         """``window`` grown by ``halo`` on each side, clipped to the scene, and the offset of

@@ -20,8 +20,6 @@ import pyogrio
 import shapely
 from pyogrio.errors import DataLayerError, DataSourceError
 from rasterio.crs import CRS
-from rasterio.warp import transform_geom
-from shapely.geometry import shape
 
 from slidemap.io.atomic import atomic_path
 
@@ -62,12 +60,9 @@ def write_polygons(
     out_crs = GEOJSON_CRS if geojson else crs.to_wkt()
     geoms = list(geometries)
     if geojson and geoms and CRS.from_user_input(crs) != CRS.from_user_input(GEOJSON_CRS):
-        geoms = [
-            shapely.make_valid(shape(transform_geom(crs, GEOJSON_CRS, g.__geo_interface__)))
-            for g in geoms
-        ]
+        geoms = to_lon_lat(geoms, crs)
     wkb = np.empty(len(geoms), dtype=object)
-    wkb[:] = [shapely.to_wkb(g) for g in geoms]
+    wkb[:] = list(shapely.to_wkb(np.asarray(geoms, dtype=object))) if geoms else []
     options: dict[str, Any] = (
         {"layer_options": {"RFC7946": "YES"}} if geojson
         else {"dataset_options": {"VERSION": GPKG_VERSION}}
@@ -89,6 +84,23 @@ def write_polygons(
         except (DataSourceError, DataLayerError) as exc:  # a full disk, a read-only folder...
             raise OSError(errno.EIO, " ".join(str(exc).split()) or type(exc).__name__) from None
     return path
+
+
+def to_lon_lat(geometries: Sequence[shapely.Geometry], crs: Any) -> list[shapely.Geometry]:
+    """``geometries`` from ``crs`` to WGS 84 longitude/latitude (EPSG:4326, x = longitude),
+    every vertex of every geometry in one PROJ call; repaired where reprojection made one
+    invalid."""
+    import pyproj
+
+    transformer = pyproj.Transformer.from_crs(pyproj.CRS.from_user_input(CRS.from_user_input(crs).to_wkt()),
+                                              pyproj.CRS.from_epsg(4326), always_xy=True)
+
+    def project(xy: np.ndarray) -> np.ndarray:
+        lon, lat = transformer.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([lon, lat])
+
+    moved = shapely.transform(np.asarray(geometries, dtype=object), project)
+    return list(shapely.make_valid(moved))
 
 
 def read_polygons(path: str | Path) -> tuple[list[shapely.Geometry], dict[str, np.ndarray], str]:

@@ -47,6 +47,7 @@ from slidemap.data.l4s import area_names, find_patches
 from slidemap.errors import ConfigError, InputError
 from slidemap.evaluation.bootstrap import BootstrapResult, block_bootstrap, patch_blocks
 from slidemap.io.atomic import write_text_atomic
+from slidemap.io.outputs import holding
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +202,33 @@ def run_crossval(config: ExperimentConfig, areas: Sequence[str | Path], seeds: S
         if out_dir.resolve().is_relative_to(folder.resolve()):
             raise ConfigError("the output folder lies inside an area's data; choose another --out",
                               out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # the folder is held for the whole job (one crossval at a time; a foreign crossval.md or
+    # .json is never replaced); its own earlier tables and finished runs are its to reuse
+    with holding(out_dir, "crossval", overwrite=True) as folder:
+        if _is_crossval_folder(out_dir):  # tables of a slidemap without manifests: ours too
+            folder.adopt(CROSSVAL_OUTPUTS)
+        folder.claim(CROSSVAL_OUTPUTS)
+        result = _run_folds(config, folders, names, seeds, out_dir, jobs)
+        result.seconds = time.perf_counter() - started
+        with folder.output_set():  # crossval.md and crossval.json appear together
+            write_crossval(result, config)
+    return result
 
+
+def _is_crossval_folder(out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds a ``crossval.json`` this command wrote (its keys) and the
+    ``runs/`` it describes."""
+    try:
+        data = json.loads((out_dir / CROSSVAL_OUTPUTS[1]).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (isinstance(data, dict) and {"areas", "seeds", "runs", "summary"} <= data.keys()
+            and (out_dir / "runs").is_dir())
+
+
+def _run_folds(config: ExperimentConfig, folders: list[Path], names: list[str],
+               seeds: Sequence[int], out_dir: Path, jobs: int) -> CrossvalResult:
+    """Train (or reuse) and score every fold of :func:`run_crossval`; the summary."""
     runs: list[CrossvalRun] = []
     pending: list[tuple[dict[str, Any], str, str, int, str]] = []
     for held_index, (name, held_out) in enumerate(zip(names, folders, strict=True)):
@@ -237,8 +263,6 @@ def run_crossval(config: ExperimentConfig, areas: Sequence[str | Path], seeds: S
     runs.sort(key=lambda r: order[(r.area, r.seed)])
     result = CrossvalResult(out_dir=out_dir, areas=names, seeds=[int(s) for s in seeds], runs=runs)
     result.summary = summarize(result, {n: [m for m in names if m != n] for n in names})
-    result.seconds = time.perf_counter() - started
-    write_crossval(result, config)
     return result
 
 
@@ -339,6 +363,10 @@ def crossval_markdown(result: CrossvalResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: the tables :func:`write_crossval` writes into the crossval folder.
+CROSSVAL_OUTPUTS: tuple[str, ...] = ("crossval.md", "crossval.json")
+
+
 def write_crossval(result: CrossvalResult, config: ExperimentConfig) -> tuple[Path, Path]:
     """``crossval.md`` and ``crossval.json`` into ``result.out_dir``, atomically."""
     seeds = ", ".join(map(str, result.seeds))
@@ -348,12 +376,12 @@ def write_crossval(result: CrossvalResult, config: ExperimentConfig) -> tuple[Pa
             "95 % interval of F1 is a block bootstrap over the held-out patches (blocks of "
             "512 px, resampled within each area), seed-mean F1.\n\n"
             + crossval_markdown(result))
-    md = write_text_atomic(result.out_dir / "crossval.md", text)
+    md = write_text_atomic(result.out_dir / CROSSVAL_OUTPUTS[0], text)
     payload = {"config": config.to_dict(), "areas": result.areas, "seeds": result.seeds,
                "seconds": round(result.seconds, 1), "summary": result.summary,
                "runs": [{k: v for k, v in r.to_dict().items() if k != "patch_counts"}
                         for r in result.runs]}
-    js = write_text_atomic(result.out_dir / "crossval.json", json.dumps(payload, indent=2) + "\n")
+    js = write_text_atomic(result.out_dir / CROSSVAL_OUTPUTS[1], json.dumps(payload, indent=2) + "\n")
     return md, js
 
 
@@ -361,7 +389,7 @@ def load_crossval(out_dir: str | Path) -> CrossvalResult:
     """A finished cross-validation read back from its folder (``crossval.json`` and each
     run's ``heldout.json``)."""
     out_dir = Path(out_dir)
-    table = out_dir / "crossval.json"
+    table = out_dir / CROSSVAL_OUTPUTS[1]
     try:
         data = json.loads(table.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
