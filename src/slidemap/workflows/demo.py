@@ -77,7 +77,7 @@ def map_scene(result: ComparisonResult, out: Path, size_px: int, seed: int, engi
     summary = predict_scene(spec, scene, out, checkpoint=checkpoint)
     band_set = read_trained_setup(checkpoint).pipeline.band_set
     with SceneReader(scene, band_set) as reader:  # the raster bands holding red, green, blue
-        rgb = [reader.sources[i][1] for i in band_set.rgb_indices("the scene map")]
+        rgb = [reader.choices[i][1].index for i in band_set.rgb_indices("the scene map")]
     figure = plot_scene_map(paths["image"], out / OUTPUT_NAMES["probability"],
                             out / OUTPUT_NAMES["gpkg"], rgb_bands=rgb,
                             title=f"{name} on a synthetic {size_px} x {size_px} px scene")
