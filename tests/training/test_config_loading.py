@@ -119,3 +119,11 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
     bad.write_text("a: [1,\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_an_empty_list_of_training_areas_is_refused_in_words() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_experiment("rgbd/unet.yaml", ["data.train_path=[]"])
+    message = str(error.value)
+    assert "'data.train_path'" in message
+    assert "a non-empty list of strings" in message and "list of a string" not in message

@@ -82,7 +82,7 @@ def _strip(tp: Any) -> tuple[Any, list[Any]]:
 
 def type_name(tp: Any) -> str:
     """What a value of type ``tp`` is, in words (``"an integer"``, ``"'adam' or 'sgd'"``)."""
-    tp, _ = _strip(tp)
+    tp, metadata = _strip(tp)
     origin = typing.get_origin(tp)
     if origin is Literal:
         return " or ".join(repr(a) for a in typing.get_args(tp))
@@ -91,7 +91,12 @@ def type_name(tp: Any) -> str:
     if dataclasses.is_dataclass(tp) or origin is dict:
         return "a mapping"
     if origin is list:
-        return f"a list of {type_name(typing.get_args(tp)[0])}"
+        item = type_name(typing.get_args(tp)[0])
+        article, _, noun = item.partition(" ")
+        items = f"{noun}s" if article in ("a", "an") and " " not in noun else f"items ({item})"
+        constraints = [c for m in metadata for c in (*getattr(m, "metadata", ()), m)]
+        non_empty = any(getattr(c, "min_length", 0) for c in constraints)
+        return f"a {'non-empty ' if non_empty else ''}list of {items}"
     return {type(None): "null", int: "an integer", float: "a number", str: "a string",
             bool: "true/false"}.get(tp, str(tp))
 
