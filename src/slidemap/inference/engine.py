@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 from slidemap.errors import ConfigError
+from slidemap.io.checkpoint import model_file_kind
 
 if TYPE_CHECKING:
     import torch
@@ -294,18 +295,31 @@ def _load_engine_cached(path: Path, mtime_ns: int, spec: EngineSpec) -> Engine:
     return engine_entry(spec.kind, spec.precision).build(spec)
 
 
+def candidate_kinds(precision: str, model: str | Path | None = None) -> list[str]:
+    """The engine kinds that can run ``model`` at ``precision``: every kind registered for
+    the precision, only ``onnx`` for an exported ONNX model (told by its content, not its
+    name).
+
+    Raises:
+        ConfigError: an unknown precision, or none of the kinds runs it (naming the valid pairs).
+        CheckpointError: ``model`` is missing, empty or plainly no model.
+    """
+    kinds = [e.kind for e in registered_engines() if e.precision == precision]
+    if model is not None and model_file_kind(model) == "onnx":
+        kinds = [k for k in kinds if k == "onnx"]
+    if not kinds:
+        engine_entry("onnx", precision)  # raises the error naming the choices
+    return kinds
+
+
 def choose_engine(spec: EngineSpec, batch: int, side: int, repeats: int = 2) -> tuple[EngineSpec, dict[str, float]]:
     """``--engine auto``: the spec, with ``kind`` set, of the fastest engine registered for
-    ``spec.precision`` (only onnxruntime for an ``.onnx`` file), timed on a zero input of
+    ``spec.precision`` (:func:`candidate_kinds`), timed on a zero input of
     ``(batch, C, side, side)`` (side rounded up to the network's ``size_multiple``; one
     warm-up run each, then ``repeats`` interleaved runs, the best of each); and the seconds
     measured per kind (empty when only one engine qualifies).
     """
-    kinds = [e.kind for e in registered_engines() if e.precision == spec.precision]
-    if Path(spec.path).suffix.lower() == ".onnx":
-        kinds = [k for k in kinds if k == "onnx"]
-    if not kinds:
-        engine_entry("onnx", spec.precision)  # raises the error naming the choices
+    kinds = candidate_kinds(spec.precision, spec.path)
 
     def with_kind(kind: str) -> EngineSpec:
         return EngineSpec(spec.path, kind, spec.device, spec.precision, spec.calibration)  # type: ignore[arg-type]

@@ -198,14 +198,20 @@ def check_strip_memory(info: RasterInfo, plan: WindowPlan) -> None:
                      f"mapping a raster {info.width} px wide ({rows}-row strips)", info.path)
 
 
+def plan_windows(reader: SceneReader, predictor: Predictor, options: MappingOptions) -> WindowPlan:
+    """The scene's windows for ``predictor``, their strips checked against the memory budget."""
+    plan = WindowPlan.create(reader.height, reader.width, options.window, options.overlap,
+                             predictor.size_multiple)
+    check_strip_memory(reader.info, plan)
+    return plan
+
+
 def validate_scene(predictor: Predictor, scene: SceneSpec, options: MappingOptions) -> None:
     """Every check of a scene that needs no mapping: image, DEM and cloud mask readable,
     georeferenced and overlapping, bands mapped to the engine's band set, strips within
     memory."""
     with SceneReader(scene, predictor.pipeline.band_set) as reader:
-        plan = WindowPlan.create(reader.height, reader.width, options.window, options.overlap,
-                                 predictor.size_multiple)
-        check_strip_memory(reader.info, plan)
+        plan_windows(reader, predictor, options)
 
 
 def predict_probability(
@@ -224,10 +230,7 @@ def predict_probability(
         )
     with SceneReader(scene, predictor.pipeline.band_set) as reader:
         _warn_pixel_size(predictor, reader.info)
-        plan = WindowPlan.create(
-            reader.height, reader.width, options.window, options.overlap, predictor.size_multiple
-        )
-        check_strip_memory(reader.info, plan)
+        plan = plan_windows(reader, predictor, options)
         results: Iterable[WindowResult]
         if options.workers > 0 or options.scheduler:
             from slidemap.inference.dask_tiles import iter_windows_dask
@@ -405,7 +408,6 @@ def predict_scene(
     paths = {key: out_dir / name for key, name in OUTPUT_NAMES.items()}
     predictor = resolve_predictor(source)
     uncertainty_path = out_dir / UNCERTAINTY_NAME
-    stale = out_dir / UNCERTAINTY_NAME if not predictor.has_uncertainty else None
     inputs = [scene.image, scene.dem, scene.cloud_mask, checkpoint,
               *(path for path in predictor.sources if path is not None)]
     with holding(out_dir, "predict", inputs, overwrite) as folder:
@@ -415,10 +417,11 @@ def predict_scene(
             summary = _map_scene(predictor, source, scene, paths,
                                  uncertainty_path if predictor.has_uncertainty else None,
                                  options, checkpoint)
-        if stale is not None and stale.is_file():  # never beside a map it does not belong to
-            log.info("removing %s of an earlier run", stale)
-            stale.unlink()
-            Path(f"{stale}{PAM_SUFFIX}").unlink(missing_ok=True)
+        if not predictor.has_uncertainty and uncertainty_path.is_file():
+            # an earlier run's, never left beside a map it does not belong to
+            log.info("removing %s of an earlier run", uncertainty_path)
+            uncertainty_path.unlink()
+            Path(f"{uncertainty_path}{PAM_SUFFIX}").unlink(missing_ok=True)
     coverage = summary["dem_coverage_fraction"]
     if coverage is not None and coverage < 1.0:
         log.warning("%s: the DEM covers %.1f %% of the imaged area; the rest (%.0f m²) is not assessable "

@@ -63,14 +63,13 @@ from slidemap.inference.engine import (
     Engine,
     EngineKind,
     EngineSpec,
+    candidate_kinds,
     choose_engine,
     engine_entry,
     load_engine,
     prepare_input,
-    registered_engines,
     sigmoid,
 )
-from slidemap.io.checkpoint import model_file_kind
 
 EngineChoice = Literal["auto", "torch", "onnx"]
 #: ``--engine`` values: ``auto`` resolves by input kind (:func:`resolve_engine_kind`).
@@ -95,12 +94,7 @@ def resolve_engine_kind(choice: str, inputs: Literal["patches", "scene"],
         CheckpointError: ``model`` is missing, empty or plainly no model (a patch, a GeoTIFF).
     """
     if choice == "auto":
-        if model is not None and model_file_kind(model) == "onnx":
-            engine_entry("onnx", precision)  # an export runs on onnxruntime only
-            return "onnx"
-        kinds = [e.kind for e in registered_engines() if e.precision == precision]
-        if not kinds:
-            engine_entry(ENGINE_KINDS[0], precision)  # raises, naming the valid precisions
+        kinds = candidate_kinds(precision, model)  # an export runs on onnxruntime only
         if len(kinds) == 1:
             return kinds[0]  # type: ignore[return-value]
         return AUTO_PATCH_ENGINE if inputs == "patches" else None

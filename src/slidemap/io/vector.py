@@ -61,8 +61,7 @@ def write_polygons(
     geoms = list(geometries)
     if geojson and geoms and CRS.from_user_input(crs) != CRS.from_user_input(GEOJSON_CRS):
         geoms = to_lon_lat(geoms, crs)
-    wkb = np.empty(len(geoms), dtype=object)
-    wkb[:] = list(shapely.to_wkb(np.asarray(geoms, dtype=object))) if geoms else []
+    wkb = shapely.to_wkb(np.asarray(geoms, dtype=object))  # (n,) object array of bytes
     options: dict[str, Any] = (
         {"layer_options": {"RFC7946": "YES"}} if geojson
         else {"dataset_options": {"VERSION": GPKG_VERSION}}
@@ -93,7 +92,7 @@ def to_lon_lat(geometries: Sequence[shapely.Geometry], crs: Any) -> list[shapely
     import pyproj
 
     transformer = pyproj.Transformer.from_crs(pyproj.CRS.from_user_input(CRS.from_user_input(crs).to_wkt()),
-                                              pyproj.CRS.from_epsg(4326), always_xy=True)
+                                              pyproj.CRS.from_user_input(GEOJSON_CRS), always_xy=True)
 
     def project(xy: np.ndarray) -> np.ndarray:
         lon, lat = transformer.transform(xy[:, 0], xy[:, 1])
